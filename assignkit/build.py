@@ -1,0 +1,143 @@
+"""`make release`: record goldens from the masters, generate the student release with nbgrader,
+write the solutions, and build the Gradescope bundle.
+
+    python -m assignkit.build [--root DIR] [--fast]
+
+``--fast`` shortens the training cells (HW_FAST=1); the release notebooks do not depend on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List
+
+import nbformat
+
+from . import goldens as golden_files
+from .masters import Master, read_masters, strip_hidden
+from .notebooks import cell_errors, execute
+
+ASSIGNMENT = "hw_rnn"
+PUBLIC_GOLDENS = "public_goldens.json"
+
+
+class BuildError(RuntimeError):
+    """The masters or the release are not in a state that can be published."""
+
+
+def tool_env() -> dict:
+    """The environment for nbgrader/nbconvert subprocesses: this interpreter's scripts first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def log(message: str) -> None:
+    print(f"[build] {message}", flush=True)
+
+
+def record_goldens(root: Path, masters: List[Master], fast: bool) -> List[object]:
+    """Execute every master in record mode; write public and hidden goldens; return executed notebooks."""
+    source = root / "source" / ASSIGNMENT
+    record_dir = root / "build" / "record"
+    record_dir.mkdir(parents=True, exist_ok=True)
+    executed = []
+    recorded: golden_files.Goldens = {}
+    for master in masters:
+        record_file = record_dir / f"{master.name}.jsonl"
+        record_file.unlink(missing_ok=True)
+        record_file.touch()
+        started = time.perf_counter()
+        notebook = execute(
+            master.path,
+            cwd=source,
+            env={"HWCHECK_RECORD": str(record_file), "HW_FAST": "1" if fast else None, "HWCHECK_GOLDENS": None},
+        )
+        log(f"executed {master.path.name} in {time.perf_counter() - started:.1f} s")
+        errors = cell_errors(notebook)
+        if errors:
+            details = "\n".join(f"  {label}: {'; '.join(messages)[:400]}" for label, messages in errors.items())
+            raise BuildError(f"{master.path.name} does not run cleanly:\n{details}")
+        recorded.update(golden_files.read_records(record_file))
+        executed.append(notebook)
+    public, hidden = golden_files.split(recorded, masters)
+    golden_files.write(source / PUBLIC_GOLDENS, public)
+    golden_files.write(root / "build" / "goldens" / "hidden_goldens.json", hidden)
+    log(f"recorded {len(public)} public and {len(hidden)} hidden checks")
+    return executed
+
+
+def write_solutions(root: Path, masters: List[Master], executed: List[object]) -> None:
+    """Executed masters, hidden-test regions removed, into solutions/hw_rnn/ (and HTML for TAs)."""
+    target = root / "solutions" / ASSIGNMENT
+    target.mkdir(parents=True, exist_ok=True)
+    for master, notebook in zip(masters, executed, strict=True):
+        for cell in notebook.cells:
+            if cell.cell_type == "code" and "BEGIN HIDDEN TESTS" in cell.source:
+                cell.source = strip_hidden(cell.source).rstrip() + "\n# (hidden checks omitted)"
+                cell.outputs = []
+        nbformat.write(notebook, str(target / f"{master.name}.ipynb"))
+        html = subprocess.run(
+            [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--log-level", "ERROR",
+             "--output-dir", str(target), str(target / f"{master.name}.ipynb")],
+            capture_output=True, text=True, check=False, env=tool_env(),
+        )
+        if html.returncode != 0:
+            raise BuildError(f"nbconvert failed for {master.name}:\n{html.stderr[-2000:]}")
+    log(f"wrote solutions to {target.relative_to(root)}")
+
+
+def generate_release(root: Path) -> None:
+    """Real ``nbgrader generate_assignment --force`` with the sqlite gradebook in the course root."""
+    result = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force", "--log-level", "WARN"],
+        cwd=root, capture_output=True, text=True, check=False, env=tool_env(),
+    )
+    if result.returncode != 0:
+        raise BuildError(f"nbgrader generate_assignment failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    release = root / "release" / ASSIGNMENT
+    for notebook_path in sorted(release.glob("*.ipynb")):
+        text = notebook_path.read_text(encoding="utf-8")
+        if "BEGIN SOLUTION" in text or "BEGIN HIDDEN TESTS" in text:
+            raise BuildError(f"{notebook_path.name}: nbgrader left a solution or hidden test in the release")
+    log(f"generated {release.relative_to(root)} with nbgrader")
+
+
+def build(root: Path, fast: bool = False) -> None:
+    masters = read_masters(root / "source" / ASSIGNMENT)
+    if not masters:
+        raise BuildError(f"no master notebooks in {root / 'source' / ASSIGNMENT}")
+    executed = record_goldens(root, masters, fast)
+    write_solutions(root, masters, executed)
+    generate_release(root)
+    try:
+        from .grading import bundle
+    except ImportError:
+        return
+    bundle.build_bundle(root, masters)
+
+
+def main(argv: List[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path.cwd(), help="course directory (default: current)")
+    parser.add_argument("--fast", action="store_true", help="shorten training cells (CI)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        build(args.root.resolve(), fast=args.fast)
+    except BuildError as error:
+        print(f"[build] FAILED: {error}", file=sys.stderr)
+        return 1
+    log(f"done in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
