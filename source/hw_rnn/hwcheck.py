@@ -278,15 +278,16 @@ def compare_values(
 # Goldens
 # ----------------------------------------------------------------------------------------------------
 
-_goldens_cache: Optional[Dict[str, Values]] = None
+_goldens_cache: Optional[Dict[str, Dict[str, Any]]] = None
 
 
-def _load_goldens() -> Dict[str, Values]:
+def _load_goldens() -> Dict[str, Dict[str, Any]]:
+    """``{check name: {"values": {...}, "rtol": ..., "atol": ..., "layouts": {...}}}`` from the goldens files."""
     global _goldens_cache
     if _goldens_cache is None:
         files = [Path(__file__).with_name(_GOLDENS_FILE)]
         files += [Path(p) for p in os.environ.get("HWCHECK_GOLDENS", "").split(os.pathsep) if p]
-        merged: Dict[str, Values] = {}
+        merged: Dict[str, Dict[str, Any]] = {}
         for path in files:
             if path.is_file():
                 merged.update(json.loads(path.read_text(encoding="utf-8")))
@@ -332,7 +333,8 @@ def _raising_function(exc: BaseException) -> str:
 
 def _describe_error(exc: BaseException) -> str:
     if isinstance(exc, NotImplementedError):
-        return f"not implemented yet: `{_raising_function(exc)}` still raises NotImplementedError (fill in YOUR CODE HERE)"
+        where = _raising_function(exc)
+        return f"not implemented yet: `{where}` still raises NotImplementedError (fill in YOUR CODE HERE)"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -366,12 +368,13 @@ def check(
         problems = compare_values(actual, expected, rtol=RECORD_TOLERANCE, atol=RECORD_TOLERANCE, layouts=layouts)
         if problems:
             raise CheckFailed(f"{name}: the staff solution disagrees with the reference:\n  " + "\n  ".join(problems))
-        _record(name, {key: to_golden(value) for key, value in expected.items()})
+        golden = {key: to_golden(value) for key, value in expected.items()}
+        _record(name, {"values": golden, "rtol": rtol, "atol": atol, "layouts": dict(layouts or {})})
         print(f"recorded {name} ({len(expected)} values)")
         return
     goldens = _load_goldens()
     if name in goldens:
-        expected = goldens[name]
+        expected = goldens[name]["values"]
     elif reference is not None:
         expected = _encode_all(reference())
     else:

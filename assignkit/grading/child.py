@@ -1,0 +1,132 @@
+"""The sandboxed side of grading: run a student's notebook, then the checks' probes, report raw values.
+
+Started by :mod:`assignkit.grading.runner` as ``python child.py`` (as the unprivileged user on Gradescope),
+with the working directory set to a scratch folder. It never decides a score: it only reports.
+
+Protocol
+    stdin, line 1: ``{"notebook": path, "runtime_dir": dir, "skip_ids": [...], "skip_cells": [...],
+                      "skip_tag": tag}``
+    stdin, line 2 (sent after the cells have run): ``{"checks": [{"name": ..., "source": ...}, ...]}``
+    events, one JSON object per line, on the file descriptor named by ``HWGRADE_EVENTS_FD``:
+        {"event": "cell_start", "index": i}            before each code cell that runs
+        {"event": "cell", "index": i, "status": "ok" | "error", "error": "..."}
+        {"event": "cells_done"}
+        {"event": "check_start", "name": ...}
+        {"event": "check", "name": ..., "report": {"values": {...}} | {"error": {...}}}
+        {"event": "done"}
+
+This file runs on Python 3.10 and imports only the standard library at start-up (plus IPython, to run
+cells with magics, and the master's ``hwcheck`` module).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from typing import Any, Dict, List
+
+_EVENTS: Any = None
+MAX_ERROR = 500
+
+
+def emit(event: Dict[str, Any]) -> None:
+    """Write one event line to the grader (flushed at once, so a crash later loses nothing)."""
+    _EVENTS.write(json.dumps(event) + "\n")
+    _EVENTS.flush()
+
+
+def code_cells(notebook: Dict[str, Any]) -> List[Dict[str, Any]]:
+    cells = notebook.get("cells")
+    if not isinstance(cells, list):
+        raise ValueError("the notebook has no list of cells")
+    return [cell for cell in cells if isinstance(cell, dict) and cell.get("cell_type") == "code"]
+
+
+def cell_source(cell: Dict[str, Any]) -> str:
+    source = cell.get("source", "")
+    if isinstance(source, list):
+        source = "".join(str(part) for part in source)
+    return str(source)
+
+
+def should_skip(cell: Dict[str, Any], job: Dict[str, Any]) -> bool:
+    """Skip test cells (the grader runs the master's versions) and cells the master marks as not graded."""
+    metadata = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+    nbgrader = metadata.get("nbgrader") if isinstance(metadata.get("nbgrader"), dict) else {}
+    if nbgrader.get("grade") and not nbgrader.get("solution"):
+        return True
+    if nbgrader.get("grade_id") in job.get("skip_ids", []):
+        return True
+    tags = metadata.get("tags") if isinstance(metadata.get("tags"), list) else []
+    return job.get("skip_tag") in tags
+
+
+def make_shell() -> Any:
+    """An IPython shell (so `%magics` and `!commands` parse); shell commands are not executed."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.system = lambda command: print("(shell command skipped during grading)")  # type: ignore[method-assign]
+    shell.getoutput = lambda command, split=True: []  # type: ignore[method-assign]
+    return shell
+
+
+def run_cells(shell: Any, job: Dict[str, Any]) -> None:
+    with open(job["notebook"], encoding="utf-8") as handle:
+        notebook = json.load(handle)
+    skip_indices = set(job.get("skip_cells", []))
+    for index, cell in enumerate(code_cells(notebook)):
+        if index in skip_indices or should_skip(cell, job):
+            continue
+        emit({"event": "cell_start", "index": index})
+        result = shell.run_cell(cell_source(cell), store_history=False, silent=False)
+        error = result.error_before_exec or result.error_in_exec
+        if error is None:
+            emit({"event": "cell", "index": index, "status": "ok"})
+        else:
+            emit({"event": "cell", "index": index, "status": "error", "error": describe(error)})
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:MAX_ERROR]
+
+
+def run_checks(shell: Any, checks: List[Dict[str, Any]]) -> None:
+    import hwcheck
+
+    def sink(name: str, report: Dict[str, Any]) -> None:
+        emit({"event": "check", "name": name, "report": report})
+
+    for check in checks:
+        hwcheck.use_probe_mode(sink)  # again before every check: student code may have changed it
+        emit({"event": "check_start", "name": check["name"]})
+        result = shell.run_cell(check["source"], store_history=False, silent=True)
+        error = result.error_before_exec or result.error_in_exec
+        if error is not None:
+            sink(check["name"], {"error": {"type": type(error).__name__, "message": describe(error)}})
+
+
+def main() -> int:
+    global _EVENTS
+    _EVENTS = os.fdopen(int(os.environ["HWGRADE_EVENTS_FD"]), "w", encoding="utf-8", closefd=False)
+    job = json.loads(sys.stdin.readline())
+    sys.path.insert(0, job["runtime_dir"])
+    shell = make_shell()
+    try:
+        run_cells(shell, job)
+    except (OSError, ValueError) as error:
+        emit({"event": "notebook_error", "error": describe(error)})
+    emit({"event": "cells_done"})
+    line = sys.stdin.readline()
+    checks = json.loads(line).get("checks", []) if line else []
+    run_checks(shell, checks)
+    emit({"event": "done"})
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
+    sys.exit(main())

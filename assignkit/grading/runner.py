@@ -1,0 +1,316 @@
+"""The grader's side of running a notebook: spawn the sandboxed child, feed it, watch it, collect raw values.
+
+The child (:mod:`assignkit.grading.child`) runs with resource limits, in its own process group, and — when
+the grader runs as root — as an unprivileged user. When a cell or a check crashes the child, hangs or
+exceeds a limit, the child is killed and started again without that cell, so only the points that depend
+on it are lost. Nothing here executes student code in the grader's own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+
+CHILD_SCRIPT = Path(__file__).with_name("child.py")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one notebook's sandboxed runs (wall-clock limits are enforced by the grader)."""
+
+    cell_seconds: float = 60.0
+    check_seconds: float = 20.0
+    notebook_seconds: float = 240.0
+    cpu_seconds: int = 300
+    data_bytes: int = 512 * 1024**2
+    address_space_bytes: int = 2048 * 1024**2
+    file_bytes: int = 64 * 1024**2
+    processes: int = 64
+    output_bytes_kept: int = 64 * 1024
+    max_restarts: int = 3
+
+
+@dataclass(frozen=True)
+class SandboxUser:
+    """The unprivileged account student code runs as (only used when the grader runs as root)."""
+
+    uid: int
+    gid: int
+    home: str
+
+
+@dataclass(frozen=True)
+class ProbeJob:
+    """What to run: a notebook file, the cells to skip, and the master's check cells to probe with."""
+
+    notebook: Path
+    checks: Sequence[Any]  # objects with .grade_id and .source (assignkit.masters.Check)
+    skip_ids: Sequence[str] = ()
+    skip_tag: str = "skip-grading"
+
+
+@dataclass
+class NotebookRun:
+    """Everything the child reported, plus what the grader observed (timeouts, crashes, restarts)."""
+
+    cells: Dict[int, str] = field(default_factory=dict)  # cell index -> "ok" or an error message
+    reports: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # check name -> {"values"} | {"error"}
+    durations: Dict[str, float] = field(default_factory=dict)  # check name -> seconds
+    events: List[str] = field(default_factory=list)  # human-readable log of incidents
+    output_head: str = ""
+    output_bytes: int = 0
+    wall_seconds: float = 0.0
+    child_cpu_seconds: float = 0.0
+    child_peak_rss_bytes: int = 0
+
+
+def _limit_child(limits: Limits, user: Optional[SandboxUser]) -> Callable[[], None]:
+    def apply() -> None:
+        import resource
+
+        os.setsid()
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+        resource.setrlimit(resource.RLIMIT_DATA, (limits.data_bytes, limits.data_bytes))
+        resource.setrlimit(resource.RLIMIT_AS, (limits.address_space_bytes, limits.address_space_bytes))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if user is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+            os.setgroups([])
+            os.setgid(user.gid)
+            os.setuid(user.uid)
+
+    return apply
+
+
+def _child_env(workdir: Path, user: Optional[SandboxUser]) -> Dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": user.home if user else str(workdir),
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": str(workdir / ".matplotlib"),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "HW_FAST": "1",
+        "HWGRADE": "1",
+    }
+
+
+class _OutputDrain(threading.Thread):
+    """Reads the child's stdout/stderr, keeping only the first ``keep`` bytes (a 100 MB print costs nothing)."""
+
+    def __init__(self, stream: Any, keep: int) -> None:
+        super().__init__(daemon=True)
+        self.stream, self.keep = stream, keep
+        self.head = bytearray()
+        self.total = 0
+
+    def run(self) -> None:
+        while True:
+            chunk = self.stream.read(65536)
+            if not chunk:
+                return
+            self.total += len(chunk)
+            if len(self.head) < self.keep:
+                self.head.extend(chunk[: self.keep - len(self.head)])
+
+
+def _peak_rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class _Child:
+    """One sandboxed child process and its event pipe."""
+
+    def __init__(self, job: ProbeJob, workdir: Path, runtime_dir: Path, skip_cells: Set[int], limits: Limits,
+                 user: Optional[SandboxUser], python: str) -> None:
+        read_fd, write_fd = os.pipe()
+        env = _child_env(workdir, user)
+        env["HWGRADE_EVENTS_FD"] = str(write_fd)
+        self.process = subprocess.Popen(
+            [python, "-I", str(runtime_dir / CHILD_SCRIPT.name)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=str(workdir),
+            env=env,
+            pass_fds=(write_fd,),
+            preexec_fn=_limit_child(limits, user),
+        )
+        os.close(write_fd)
+        self.events = os.fdopen(read_fd, "rb", buffering=0)
+        self.buffer = b""
+        self.drain = _OutputDrain(self.process.stdout, limits.output_bytes_kept)
+        self.drain.start()
+        self.peak_rss = 0
+        first = {
+            "notebook": str(job.notebook),
+            "runtime_dir": str(runtime_dir),
+            "skip_ids": list(job.skip_ids),
+            "skip_cells": sorted(skip_cells),
+            "skip_tag": job.skip_tag,
+        }
+        self.send(first)
+
+    def send(self, message: Dict[str, Any]) -> None:
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write((json.dumps(message) + "\n").encode("utf-8"))
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
+
+    def next_event(self, deadline: float) -> Optional[Dict[str, Any]]:
+        """The next event, ``None`` on timeout; raises ``EOFError`` when the child has gone."""
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([self.events], [], [], min(remaining, 0.25))
+            self.peak_rss = max(self.peak_rss, _peak_rss(self.process.pid))
+            if not ready:
+                continue
+            chunk = self.events.read(1 << 20)
+            if not chunk:
+                raise EOFError
+            self.buffer += chunk
+            if len(self.buffer) > 64 * 1024**2:
+                raise EOFError
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        try:
+            event = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return {"event": "garbage"}
+        return event if isinstance(event, dict) else {"event": "garbage"}
+
+    def stop(self) -> float:
+        """Kill the whole process group; return the child's CPU seconds."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            _, _, usage = os.wait4(self.process.pid, 0)
+            cpu = usage.ru_utime + usage.ru_stime
+        except ChildProcessError:
+            cpu = 0.0
+        self.drain.join(timeout=2)
+        self.events.close()
+        return cpu
+
+
+def run_notebook(job: ProbeJob, workdir: Path, runtime_dir: Path, *, limits: Limits = Limits(),
+                 user: Optional[SandboxUser] = None, python: str = sys.executable) -> NotebookRun:
+    """Run ``job.notebook`` and then the probes of ``job.checks`` in sandboxed children; never raises
+    for anything the notebook does."""
+    run = NotebookRun()
+    started = time.monotonic()
+    budget_end = started + limits.notebook_seconds
+    remaining = [check for check in job.checks]
+    skip_cells: Set[int] = set()
+    attempts = 0
+    while True:
+        attempts += 1
+        child = _Child(job, workdir, runtime_dir, skip_cells, limits, user, python)
+        finished = _drive(child, run, remaining, skip_cells, limits, budget_end)
+        run.child_cpu_seconds += child.stop()
+        run.child_peak_rss_bytes = max(run.child_peak_rss_bytes, child.peak_rss)
+        if not run.output_head:
+            run.output_head = child.drain.head.decode("utf-8", "replace")
+        run.output_bytes += child.drain.total
+        if finished or not remaining:
+            break
+        if time.monotonic() >= budget_end:
+            run.events.append("the notebook used up its time budget")
+            break
+        if attempts > limits.max_restarts:
+            run.events.append("the notebook stopped the grading process too many times")
+            break
+    for check in remaining:
+        run.reports.setdefault(check.grade_id, {"error": {"type": "NotRun", "message": "not run: " + (
+            run.events[-1] if run.events else "the grading process stopped")}})
+    run.wall_seconds = time.monotonic() - started
+    return run
+
+
+def _drive(child: _Child, run: NotebookRun, remaining: List[Any], skip_cells: Set[int], limits: Limits,
+           budget_end: float) -> bool:
+    """Follow one child's events. Returns True when it finished normally; on a crash or timeout it records
+    the culprit (a cell to skip next time, or a failed check) and returns False."""
+    current_cell: Optional[int] = None
+    current_check: Optional[str] = None
+    check_started = 0.0
+    deadline = min(time.monotonic() + limits.cell_seconds, budget_end)
+    while True:
+        try:
+            event = child.next_event(deadline)
+        except EOFError:
+            event = {"event": "eof"}
+        if event is None or event.get("event") == "eof":
+            timed_out = event is None
+            what = "took too long" if timed_out else "ended the grading process"
+            if current_check is not None:
+                run.reports[current_check] = {"error": {"type": "Timeout" if timed_out else "Crash",
+                                                        "message": f"the check {what}"}}
+                run.durations[current_check] = time.monotonic() - check_started
+                remaining[:] = [c for c in remaining if c.grade_id != current_check]
+                run.events.append(f"check {current_check} {what}")
+            elif current_cell is not None:
+                skip_cells.add(current_cell)
+                run.cells[current_cell] = f"this cell {what}; it was skipped"
+                run.events.append(f"cell {current_cell} {what}")
+            else:
+                run.events.append(f"the notebook {what}")
+                for check in remaining:
+                    run.reports[check.grade_id] = {"error": {"type": "Crash", "message": f"the notebook {what}"}}
+                remaining.clear()
+            return False
+        kind = event.get("event")
+        now = time.monotonic()
+        if kind == "cell_start":
+            current_cell = event.get("index") if isinstance(event.get("index"), int) else None
+            deadline = min(now + limits.cell_seconds, budget_end)
+        elif kind == "cell":
+            index = event.get("index")
+            if isinstance(index, int):
+                run.cells[index] = "ok" if event.get("status") == "ok" else str(event.get("error", "error"))[:500]
+            current_cell = None
+        elif kind == "notebook_error":
+            run.events.append(f"the notebook could not be read: {str(event.get('error'))[:300]}")
+        elif kind == "cells_done":
+            current_cell = None
+            child.send({"checks": [{"name": c.grade_id, "source": c.source} for c in remaining]})
+            deadline = min(now + limits.check_seconds, budget_end)
+        elif kind == "check_start":
+            name = event.get("name")
+            current_check = name if any(c.grade_id == name for c in remaining) else None
+            check_started = now
+            deadline = min(now + limits.check_seconds, budget_end)
+        elif kind == "check":
+            name = event.get("name")
+            if name == current_check and isinstance(event.get("report"), dict):
+                run.reports[name] = event["report"]
+                run.durations[name] = now - check_started
+                remaining[:] = [c for c in remaining if c.grade_id != name]
+                current_check = None
+        elif kind == "done":
+            return True

@@ -1,0 +1,99 @@
+"""Turn the raw values a sandboxed child reported into points, by comparing them with the goldens.
+
+This runs in the grader process only. It uses the comparison code of the master's ``hwcheck.py`` (the
+same code the students' public checks run), loaded from a trusted path — never the student's copy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Dict, Mapping, Optional
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.]")
+MAX_PROBLEMS_SHOWN = 3
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check: what Gradescope and submission_log.json show."""
+
+    name: str
+    notebook: str
+    points: float
+    max_points: float
+    hidden: bool
+    message: str
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.points >= self.max_points
+
+
+def load_hwcheck(path: Path) -> ModuleType:
+    """Import the trusted ``hwcheck.py`` at ``path`` under a private module name."""
+    spec = importlib.util.spec_from_file_location("_trusted_hwcheck", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _error_message(error: Mapping[str, Any], hidden: bool) -> str:
+    kind = _SAFE_NAME.sub("", str(error.get("type", "Error")))[:40] or "Error"
+    if kind in ("Timeout", "Crash", "NotRun"):
+        return str(error.get("message", kind))[:300]
+    if hidden:
+        return f"your code raised {kind} (the public check of this part shows the details)"
+    return str(error.get("message", kind))[:1000]
+
+
+def score(check: Any, report: Optional[Mapping[str, Any]], golden: Optional[Mapping[str, Any]],
+          hwcheck: ModuleType, seconds: float = 0.0) -> CheckResult:
+    """All-or-nothing points for one check. ``check`` has .grade_id, .notebook, .points, .hidden."""
+    result = CheckResult(check.grade_id, check.notebook, 0.0, check.points, check.hidden, "", seconds)
+    if golden is None:
+        result.message = "internal error: no expected values for this check (please tell the course staff)"
+        return result
+    if not report:
+        result.message = "not run"
+        return result
+    if "error" in report:
+        error = report["error"] if isinstance(report["error"], Mapping) else {}
+        result.message = _error_message(error, check.hidden)
+        return result
+    values = report.get("values")
+    if not isinstance(values, Mapping) or not all(isinstance(v, Mapping) for v in values.values()):
+        result.message = "the check produced no readable values"
+        return result
+    problems = hwcheck.compare_values(
+        values,
+        golden["values"],
+        rtol=float(golden.get("rtol", hwcheck.DEFAULT_RTOL)),
+        atol=float(golden.get("atol", hwcheck.DEFAULT_ATOL)),
+        layouts=golden.get("layouts") or {},
+        reveal=not check.hidden,
+    )
+    if problems:
+        shown = problems[:MAX_PROBLEMS_SHOWN]
+        more = len(problems) - len(shown)
+        result.message = "; ".join(shown) + (f"; and {more} more" if more else "")
+        return result
+    result.points = check.points
+    result.message = f"passed ({len(golden['values'])} values match)"
+    return result
+
+
+def score_run(master: Any, run: Any, goldens: Mapping[str, Mapping[str, Any]], hwcheck: ModuleType
+              ) -> Dict[str, CheckResult]:
+    """Score every check of ``master`` from one :class:`~assignkit.grading.runner.NotebookRun`."""
+    return {
+        check.grade_id: score(check, run.reports.get(check.grade_id), goldens.get(check.grade_id), hwcheck,
+                              run.durations.get(check.grade_id, 0.0))
+        for check in master.checks
+    }
