@@ -55,7 +55,10 @@ def _error_message(error: Mapping[str, Any], hidden: bool) -> str:
 
 def score(check: Any, report: Optional[Mapping[str, Any]], golden: Optional[Mapping[str, Any]],
           hwcheck: ModuleType, seconds: float = 0.0) -> CheckResult:
-    """All-or-nothing points for one check. ``check`` has .grade_id, .notebook, .points, .hidden."""
+    """Points for one check (all-or-nothing unless its golden says otherwise).
+
+    ``check`` has ``.grade_id``, ``.notebook``, ``.points`` and ``.hidden``.
+    """
     result = CheckResult(check.grade_id, check.notebook, 0.0, check.points, check.hidden, "", seconds)
     if golden is None:
         result.message = "internal error: no expected values for this check (please tell the course staff)"
@@ -71,21 +74,14 @@ def score(check: Any, report: Optional[Mapping[str, Any]], golden: Optional[Mapp
     if not isinstance(values, Mapping) or not all(isinstance(v, Mapping) for v in values.values()):
         result.message = "the check produced no readable values"
         return result
-    problems = hwcheck.compare_values(
-        values,
-        golden["values"],
-        rtol=float(golden.get("rtol", hwcheck.DEFAULT_RTOL)),
-        atol=float(golden.get("atol", hwcheck.DEFAULT_ATOL)),
-        layouts=golden.get("layouts") or {},
-        reveal=not check.hidden,
-    )
+    fraction, problems, summary = hwcheck.evaluate(values, golden, reveal=not check.hidden)
+    result.points = round(check.points * fraction, 2)
     if problems:
         shown = problems[:MAX_PROBLEMS_SHOWN]
         more = len(problems) - len(shown)
         result.message = "; ".join(shown) + (f"; and {more} more" if more else "")
         return result
-    result.points = check.points
-    result.message = f"passed ({len(golden['values'])} values match)"
+    result.message = f"passed ({summary})"
     return result
 
 

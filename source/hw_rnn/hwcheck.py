@@ -191,11 +191,14 @@ def compare_value(
     atol: float = DEFAULT_ATOL,
     layout: Optional[str] = None,
     reveal: bool = True,
+    spec: Optional[Mapping[str, Any]] = None,
 ) -> Optional[str]:
     """Return ``None`` when ``actual`` matches ``expected``, else a one-line explanation.
 
     ``layout`` names the axes (e.g. ``"BTH"``) so messages can say which timestep differs first.
     With ``reveal=False`` (hidden checks) the message never contains expected numbers.
+    ``spec`` says how to compare text: ``{"kind": "expression", "symbols": [...], ...}`` compares typed
+    formulas by mathematical equivalence (see ``safe_expr.equivalent``); the default is exact text.
     """
     kind = expected.get("kind")
     if actual.get("kind") != kind:
@@ -203,9 +206,7 @@ def compare_value(
     if kind == "none":
         return None
     if kind == "text":
-        if str(actual.get("text", "")).strip() == str(expected.get("text", "")).strip():
-            return None
-        return f"{key}: the answer is not the expected one"
+        return _compare_text(key, str(actual.get("text", "")), str(expected.get("text", "")), spec or {})
     try:
         shape, got = decode_array(actual)
     except ValueError as exc:
@@ -247,6 +248,42 @@ def compare_value(
     return " ".join(parts)
 
 
+def _safe_expr() -> Any:
+    """The ``safe_expr`` module that sits next to this file (never one found elsewhere on sys.path)."""
+    import importlib.util
+    import sys
+
+    name = "_hwcheck_safe_expr"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("safe_expr.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _compare_text(key: str, answer: str, expected: str, spec: Mapping[str, Any]) -> Optional[str]:
+    if spec.get("kind") == "expression":
+        safe_expr = _safe_expr()
+        if not answer.strip():
+            return f"{key}: no answer given"
+        try:
+            same, why = safe_expr.equivalent(
+                answer,
+                expected,
+                list(spec["symbols"]),
+                definitions=spec.get("definitions"),
+                target=spec.get("target"),
+            )
+        except safe_expr.AnswerError as error:
+            return f"{key}: {error}"
+        return None if same else f"{key}: {why or 'not equivalent to the expected expression'}"
+    if " ".join(answer.split()).lower() == " ".join(expected.split()).lower():
+        return None
+    return f"{key}: the answer is not the expected one"
+
+
 def _kind_text(kind: Any) -> str:
     return {"array": "numbers", "text": "text", "none": "None"}.get(str(kind), "nothing")
 
@@ -259,19 +296,73 @@ def compare_values(
     atol: float = DEFAULT_ATOL,
     layouts: Optional[Mapping[str, str]] = None,
     reveal: bool = True,
+    compare: Optional[Mapping[str, Mapping[str, Any]]] = None,
 ) -> List[str]:
-    """Compare every expected key; return the list of problems (empty when everything matches)."""
+    """Compare every expected key; return the list of problems (empty when everything matches).
+
+    ``layouts`` and ``compare`` are looked up by the last part of a key (``"case3/all_h"`` -> ``"all_h"``).
+    """
     problems = []
     layouts = layouts or {}
+    compare = compare or {}
     for key in expected:
         if key not in actual:
             problems.append(f"{key}: no value was produced")
             continue
-        layout = layouts.get(key.rsplit("/", 1)[-1])
-        problem = compare_value(key, actual[key], expected[key], rtol=rtol, atol=atol, layout=layout, reveal=reveal)
+        short = key.rsplit("/", 1)[-1]
+        problem = compare_value(
+            key, actual[key], expected[key], rtol=rtol, atol=atol, layout=layouts.get(short), reveal=reveal,
+            spec=compare.get(short),
+        )
         if problem:
             problems.append(problem)
     return problems
+
+
+def evaluate(actual: Mapping[str, Encoded], entry: Mapping[str, Any], *, reveal: bool = True
+             ) -> Tuple[float, List[str], str]:
+    """Judge a probe's values against one goldens entry: ``(fraction of the points, problems, summary)``.
+
+    Most checks are all-or-nothing. An entry with ``"score": {"kind": "accuracy", "key": ..., "zero": a,
+    "full": b}`` instead scores the share of predictions equal to the expected labels, linearly from 0 at
+    accuracy ``a`` to full points at ``b``.
+    """
+    score = entry.get("score") or {}
+    if score.get("kind") == "accuracy":
+        return _accuracy(actual, entry, score)
+    problems = compare_values(
+        actual,
+        entry["values"],
+        rtol=float(entry.get("rtol", DEFAULT_RTOL)),
+        atol=float(entry.get("atol", DEFAULT_ATOL)),
+        layouts=entry.get("layouts") or {},
+        reveal=reveal,
+        compare=entry.get("compare") or {},
+    )
+    if problems:
+        return 0.0, problems, f"{len(problems)} problem(s)"
+    return 1.0, [], f"all {len(entry['values'])} values match"
+
+
+def _accuracy(actual: Mapping[str, Encoded], entry: Mapping[str, Any], score: Mapping[str, Any]
+              ) -> Tuple[float, List[str], str]:
+    key = str(score["key"])
+    expected = entry["values"][key]
+    if key not in actual or actual[key].get("kind") != "array":
+        return 0.0, [f"{key}: no predictions were produced"], "no predictions"
+    try:
+        shape, got = decode_array(actual[key])
+    except ValueError as exc:
+        return 0.0, [f"{key}: unreadable predictions ({exc})"], "unreadable predictions"
+    want_shape, want = decode_array(expected)
+    if shape != want_shape:
+        return 0.0, [f"{key}: expected {want_shape[0]} predictions, got shape {shape}"], "wrong number of predictions"
+    accuracy = sum(1 for g, w in zip(got, want, strict=True) if g == w) / max(len(want), 1)
+    zero, full = float(score["zero"]), float(score["full"])
+    fraction = min(1.0, max(0.0, (accuracy - zero) / (full - zero)))
+    summary = (f"accuracy {100 * accuracy:.1f}% on {len(want)} names: {100 * fraction:.0f}% of the points "
+               f"(0 at {100 * zero:.0f}%, full at {100 * full:.0f}%)")
+    return fraction, ([] if fraction >= 1.0 else [summary]), summary
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -346,12 +437,16 @@ def check(
     rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL,
     layouts: Optional[Mapping[str, str]] = None,
+    compare: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    score: Optional[Mapping[str, Any]] = None,
 ) -> None:
     """Run one check; its ``name`` is the grade_id of the notebook cell that calls it.
 
     ``probe()`` returns the values computed with your code. ``reference()``, when given, computes the
     same values with a trusted implementation (e.g. ``torch.nn.LSTM``); it is only used by the staff build.
     ``layouts`` maps a value name to its axis letters (``{"all_h": "BTH"}``) for clearer messages.
+    ``compare`` maps a text value's name to how it is compared (see :func:`compare_value`); ``score``
+    makes the check partial-credit (see :func:`evaluate`).
     """
     if _probe_sink is not None:
         _run_probe_mode(name, probe)
@@ -363,27 +458,33 @@ def check(
     except Exception as exc:
         raise CheckFailed(f"{name}: {_describe_error(exc)}") from exc
     actual = _encode_all(raw)
+    options = {"rtol": rtol, "atol": atol, "layouts": dict(layouts or {}), "compare": dict(compare or {}),
+               "score": dict(score or {})}
     if os.environ.get("HWCHECK_RECORD"):
         expected = _encode_all(reference()) if reference is not None else actual
-        problems = compare_values(actual, expected, rtol=RECORD_TOLERANCE, atol=RECORD_TOLERANCE, layouts=layouts)
-        if problems:
-            raise CheckFailed(f"{name}: the staff solution disagrees with the reference:\n  " + "\n  ".join(problems))
-        golden = {key: to_golden(value) for key, value in expected.items()}
-        _record(name, {"values": golden, "rtol": rtol, "atol": atol, "layouts": dict(layouts or {})})
-        print(f"recorded {name} ({len(expected)} values)")
+        entry = {"values": expected, **options}
+        if not score:
+            strict = {**entry, "rtol": RECORD_TOLERANCE, "atol": RECORD_TOLERANCE}
+            _, problems, _ = evaluate(actual, strict)
+            if problems:
+                details = "\n  ".join(problems)
+                raise CheckFailed(f"{name}: the staff solution disagrees with the reference:\n  {details}")
+        summary = evaluate(actual, entry)[2]
+        _record(name, {**entry, "values": {key: to_golden(value) for key, value in expected.items()}})
+        print(f"recorded {name}: {summary}")
         return
     goldens = _load_goldens()
     if name in goldens:
-        expected = goldens[name]["values"]
+        entry = {**goldens[name], **{k: v for k, v in options.items() if k not in goldens[name]}}
     elif reference is not None:
-        expected = _encode_all(reference())
+        entry = {"values": _encode_all(reference()), **options}
     else:
         raise CheckFailed(f"{name}: no expected values are recorded for this check (staff: run `make release`)")
-    problems = compare_values(actual, expected, rtol=rtol, atol=atol, layouts=layouts)
+    _, problems, summary = evaluate(actual, entry)
     if problems:
         shown = problems[:8] + ([f"... and {len(problems) - 8} more"] if len(problems) > 8 else [])
         raise CheckFailed(f"{name}: {len(problems)} problem(s)\n  " + "\n  ".join(shown))
-    print(f"✓ {name}: all {len(expected)} values match")
+    print(f"✓ {name}: {summary}")
 
 
 def _run_probe_mode(name: str, probe: Callable[[], Mapping[str, Any]]) -> None:
