@@ -1,0 +1,43 @@
+# The two commands: `make release` and `make test`. Both create .venv with the pinned dependencies if needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+PY := $(BIN)/python
+INSTALLED := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+
+.PHONY: venv release test test-fast bench data lint grade clean
+
+$(INSTALLED): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $(INSTALLED)
+
+venv: $(INSTALLED)
+
+## make release: goldens from the masters, release/ (nbgrader), solutions/, autograder/dist/autograder.zip
+release: $(INSTALLED)
+	$(PY) -m assignkit.build
+
+## make test: the whole pytest suite (what .ci/run calls)
+test: $(INSTALLED)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+## make bench: timings and training targets, written to bench/results.json and printed as tables
+bench: $(INSTALLED)
+	$(PY) -m assignkit.bench
+
+## make data: rebuild the surname dataset from the pinned packages
+data: $(INSTALLED)
+	$(PY) -m assignkit.surnames.build --out-root .
+
+lint: $(INSTALLED)
+	$(PY) -m ruff check .
+
+## make grade SUBMISSION=path/to/folder [OUT=results]: grade one submission (or a folder of them) locally
+grade: $(INSTALLED)
+	$(PY) -m assignkit.grading.grade $(SUBMISSION) $(if $(OUT),--out $(OUT),)
+
+clean:
+	rm -rf build autograder/dist gradebook.db .pytest_cache

@@ -1,0 +1,63 @@
+"""Shared fixtures: one fast build of the whole course in a temporary course directory.
+
+The build (masters executed in record mode with short training, nbgrader release, solutions, bundle)
+runs once per test session, shared by all pytest-xdist workers through a file lock.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import traceback
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "source" / "hw_rnn"
+COURSE_PARTS = ("source", "autograder", "nbgrader_config.py")
+
+
+def copy_course(target: Path) -> Path:
+    """Copy what a build reads (masters, data, autograder sources, nbgrader config) into ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "dist")
+    for part in COURSE_PARTS:
+        source = ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, target / part, ignore=ignore, dirs_exist_ok=True)
+        elif source.exists():
+            shutil.copy2(source, target / part)
+    return target
+
+
+@pytest.fixture(scope="session")
+def fast_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a course directory built with ``python -m assignkit.build --fast``."""
+    from assignkit.build import build
+
+    shared = tmp_path_factory.getbasetemp().parent
+    course = shared / "course"
+    with FileLock(str(shared / "course.lock")):
+        failed = shared / "course.failed"
+        if failed.exists():
+            pytest.fail(f"the fast build failed:\n{failed.read_text()}")
+        if not (course / ".built").exists():
+            shutil.rmtree(course, ignore_errors=True)
+            copy_course(course)
+            try:
+                build(course, fast=True)
+            except Exception:
+                failed.write_text(traceback.format_exc())
+                raise
+            (course / ".built").touch()
+    return course
+
+
+@pytest.fixture(scope="session")
+def all_goldens(fast_build: Path) -> dict:
+    """Public and hidden goldens of the fast build, merged."""
+    public = json.loads((fast_build / "source" / "hw_rnn" / "public_goldens.json").read_text())
+    hidden = json.loads((fast_build / "build" / "goldens" / "hidden_goldens.json").read_text())
+    return {**public, **hidden}
