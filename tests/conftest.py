@@ -33,11 +33,12 @@ def copy_course(target: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def fast_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fast_build(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """Path of a course directory built with ``python -m assignkit.build --fast``."""
     from assignkit.build import build
 
-    shared = tmp_path_factory.getbasetemp().parent
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # one build per session, across xdist workers
     course = shared / "course"
     with FileLock(str(shared / "course.lock")):
         failed = shared / "course.failed"

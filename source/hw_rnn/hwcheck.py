@@ -214,33 +214,34 @@ def compare_value(
     want_shape, want = decode_array(expected)
     if shape != want_shape:
         return f"{key}: expected shape {_shape_text(want_shape, layout)}, got {_shape_text(shape, None)}"
+    time_axis = layout.index("T") if layout and len(layout) == len(shape) and "T" in layout else None
     bad_index = -1
     worst = 0.0
-    non_finite = None
+    non_finite = False
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
-        if math.isfinite(w) and not math.isfinite(g):
-            non_finite = non_finite if non_finite is not None else i
-            bad_index = i if bad_index < 0 else bad_index
+        if math.isfinite(w):
+            if not math.isfinite(g):
+                non_finite = True
+            elif abs(g - w) <= atol + rtol * abs(w):
+                continue
+            else:
+                worst = max(worst, abs(g - w))
+        elif g == w or (math.isnan(g) and math.isnan(w)):
             continue
-        if not math.isfinite(w):
-            if not (g == w or (math.isnan(g) and math.isnan(w))):
-                bad_index = i if bad_index < 0 else bad_index
-            continue
-        err = abs(g - w)
-        if err > atol + rtol * abs(w):
-            bad_index = i if bad_index < 0 else bad_index
-            worst = max(worst, err)
+        if bad_index < 0 or (
+            time_axis is not None and _unravel(i, shape)[time_axis] < _unravel(bad_index, shape)[time_axis]
+        ):
+            bad_index = i
     if bad_index < 0:
         return None
     where = _unravel(bad_index, shape)
     parts = [f"{key}:"]
-    if non_finite is not None:
+    if non_finite:
         parts.append("contains NaN or inf;")
     if worst:
         parts.append(f"max abs error {worst:.3g} (tolerance {atol:g} + {rtol:g}*|expected|);")
-    if layout and len(layout) == len(shape) and "T" in layout:
-        parts.append(f"first differing timestep t={where[layout.index('T')]}")
-        parts.append(f"(index {where})")
+    if time_axis is not None:
+        parts.append(f"first differing timestep t={where[time_axis]} (index {where})")
     elif shape:
         parts.append(f"first difference at index {where}")
     if reveal:

@@ -1,0 +1,89 @@
+"""The build: masters run clean, the release is nbgrader's, holds no solutions, runs, and is reproducible."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import ROOT, SOURCE
+
+from assignkit.masters import HIDDEN_BEGIN, read_master, read_masters
+from assignkit.notebooks import cell_errors, execute
+
+RELEASE = ROOT / "release" / "hw_rnn"
+CONTRACT_IDS = {
+    "q_rnn_and_grad": ["rnn_layer", "regression_model", "loss_fn", "gradient_norms", "lstm_layer", "stacked_rnn",
+                       "stacked_lstm"],
+    "q_rnn_last_name": ["letter_to_index", "recurrent_classifier"],
+    "q_written": ["beam_search"],
+}
+
+
+def solution_lines(master_path: Path) -> set:
+    """Distinctive lines inside the master's solution regions."""
+    lines = set()
+    for cell in nbformat.read(str(master_path), as_version=4).cells:
+        for region in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", cell.source, re.S):
+            lines.update(line.strip() for line in region.splitlines() if len(line.strip()) > 25)
+    return lines
+
+
+def test_masters_declare_the_contract_grade_ids():
+    for master in read_masters(SOURCE):
+        assert set(CONTRACT_IDS[master.name]) <= set(master.solution_ids), master.name
+        assert master.checks, f"{master.name} has no checks"
+        assert any(check.hidden for check in master.checks), f"{master.name} has no hidden checks"
+
+
+def test_masters_run_clean_and_solutions_are_written(fast_build):
+    for master in read_masters(fast_build / "source" / "hw_rnn"):
+        solution = nbformat.read(str(fast_build / "solutions" / "hw_rnn" / f"{master.name}.ipynb"), as_version=4)
+        assert cell_errors(solution) == {}
+        assert HIDDEN_BEGIN not in json.dumps(solution.dict())
+        assert (fast_build / "solutions" / "hw_rnn" / f"{master.name}.html").stat().st_size > 10_000
+
+
+def test_committed_release_is_byte_identical_to_a_fresh_build(fast_build):
+    """Two builds (the committed `make release` and this fast build) give the same bytes."""
+    fresh = fast_build / "release" / "hw_rnn"
+    names = [*sorted(p.name for p in fresh.glob("*.ipynb")), "public_goldens.json", "hwcheck.py"]
+    assert names and sorted(p.name for p in RELEASE.glob("*.ipynb")) == sorted(p.name for p in fresh.glob("*.ipynb"))
+    for name in names:
+        assert (RELEASE / name).read_bytes() == (fresh / name).read_bytes(), f"{name} differs: run `make release`"
+
+
+@pytest.mark.parametrize("master_path", sorted(SOURCE.glob("q_*.ipynb")), ids=lambda p: p.stem)
+def test_release_holds_no_solution_no_hidden_check_and_no_output(master_path):
+    released = RELEASE / master_path.name
+    text = released.read_text(encoding="utf-8")
+    assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
+    leaked = [line for line in solution_lines(master_path) if line in text]
+    assert leaked == []
+    notebook = nbformat.read(str(released), as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+    master = read_master(master_path)
+    hidden_only = {check.grade_id for check in master.checks if check.hidden}
+    for cell in notebook.cells:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") in hidden_only:
+            assert "hwcheck.check(" not in cell.source
+
+
+def test_release_runs_top_to_bottom_and_every_part_reports_itself(fast_build):
+    """In a real kernel, each unfinished part fails its own public check with a clear message; nothing else
+    (set-up, given code) fails, and later cells still run."""
+    release = fast_build / "release" / "hw_rnn"
+    master = read_master(fast_build / "source" / "hw_rnn" / "q_rnn_and_grad.ipynb")
+    notebook = execute(release / "q_rnn_and_grad.ipynb", cwd=release, env={"HW_FAST": "1"})
+    errors = cell_errors(notebook)
+    public = [check.grade_id for check in master.checks if not check.hidden]
+    for grade_id in public:
+        assert grade_id in errors, f"{grade_id} did not fail on the blank release"
+        assert "not implemented yet" in errors[grade_id][0] and "NotImplementedError" in errors[grade_id][0]
+    allowed = set(public) | set(master.skip_ids)
+    assert set(errors) <= allowed, f"unexpected failures: {set(errors) - allowed}"
+    assert "setup" not in errors
