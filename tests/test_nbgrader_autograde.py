@@ -1,0 +1,62 @@
+"""Real `nbgrader autograde` (sqlite gradebook): the executed solution earns every autograded point,
+the blank release earns none. Hidden checks run in the kernel against the hidden goldens."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assignkit.masters import read_masters
+
+
+def autograded_points(course: Path, student: str) -> dict:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "hw_rnn_course") as gradebook:
+        submission = gradebook.find_submission("hw_rnn", student)
+        points = {}
+        for notebook in submission.notebooks:
+            for grade in notebook.grades:
+                if grade.cell.cell_type == "code":  # autograder test cells
+                    points[grade.name] = (grade.auto_score, grade.max_score)
+        return points
+
+
+@pytest.fixture(scope="module")
+def autograded_course(fast_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    course = tmp_path_factory.mktemp("nbgrader") / "course"
+    shutil.copytree(fast_build, course, ignore=shutil.ignore_patterns("autograded", "submitted"))
+    for student, folder in (("solver", "solutions"), ("blank", "release")):
+        target = course / "submitted" / student / "hw_rnn"
+        target.mkdir(parents=True)
+        for notebook in (course / folder / "hw_rnn").glob("*.ipynb"):
+            shutil.copy(notebook, target / notebook.name)
+        for extra in ("surname_model.pt",):
+            if (course / folder / "hw_rnn" / extra).exists():
+                shutil.copy(course / folder / "hw_rnn" / extra, target / extra)
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["HWCHECK_GOLDENS"] = str(course / "build" / "goldens" / "hidden_goldens.json")
+    result = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", "hw_rnn", "--force"], cwd=course,
+                            env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return course
+
+
+def test_solution_gets_every_autograded_point(autograded_course):
+    points = autograded_points(autograded_course, "solver")
+    expected = {check.grade_id for master in read_masters(autograded_course / "source" / "hw_rnn")
+                for check in master.checks}
+    assert set(points) == expected
+    missing = {name: score for name, score in points.items() if score[0] != score[1]}
+    assert missing == {}
+
+
+def test_blank_release_gets_zero(autograded_course):
+    points = autograded_points(autograded_course, "blank")
+    assert points and all(score == 0 for score, _ in points.values())
