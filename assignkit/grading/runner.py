@@ -18,9 +18,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
+ReportListener = Callable[[str, Dict[str, Any], float], None]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class ProbeJob:
     checks: Sequence[Any]  # objects with .grade_id and .source (assignkit.masters.Check)
     skip_ids: Sequence[str] = ()
     skip_tag: str = "skip-grading"
+    env: Mapping[str, str] = field(default_factory=dict)  # extra environment variables for the child
 
 
 @dataclass
@@ -71,6 +73,15 @@ class NotebookRun:
     wall_seconds: float = 0.0
     child_cpu_seconds: float = 0.0
     child_peak_rss_bytes: int = 0
+    children: int = 0
+    listener: Optional[ReportListener] = field(default=None, repr=False)
+
+    def report(self, name: str, report: Dict[str, Any], seconds: float) -> None:
+        """Store one check's report and tell the listener (the grader scores and saves it at once)."""
+        self.reports[name] = report
+        self.durations[name] = seconds
+        if self.listener is not None:
+            self.listener(name, report, seconds)
 
 
 def _limit_child(limits: Limits, user: Optional[SandboxUser]) -> Callable[[], None]:
@@ -92,10 +103,12 @@ def _limit_child(limits: Limits, user: Optional[SandboxUser]) -> Callable[[], No
     return apply
 
 
-def _child_env(workdir: Path, user: Optional[SandboxUser]) -> Dict[str, str]:
+def _child_env(workdir: Path, extra: Mapping[str, str]) -> Dict[str, str]:
+    """A small, fixed environment: nothing of the grader's (paths, tokens) leaks into the sandbox."""
     return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": user.home if user else str(workdir),
+        **extra,
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(workdir),
         "LANG": "C.UTF-8",
         "MPLBACKEND": "Agg",
         "MPLCONFIGDIR": str(workdir / ".matplotlib"),
@@ -144,7 +157,7 @@ class _Child:
     def __init__(self, job: ProbeJob, workdir: Path, runtime_dir: Path, skip_cells: Set[int], limits: Limits,
                  user: Optional[SandboxUser], python: str) -> None:
         read_fd, write_fd = os.pipe()
-        env = _child_env(workdir, user)
+        env = _child_env(workdir, job.env)
         env["HWGRADE_EVENTS_FD"] = str(write_fd)
         self.process = subprocess.Popen(
             [python, "-I", str(runtime_dir / CHILD_SCRIPT.name)],
@@ -219,10 +232,11 @@ class _Child:
 
 
 def run_notebook(job: ProbeJob, workdir: Path, runtime_dir: Path, *, limits: Limits = Limits(),
-                 user: Optional[SandboxUser] = None, python: str = sys.executable) -> NotebookRun:
+                 user: Optional[SandboxUser] = None, python: str = sys.executable,
+                 listener: Optional[ReportListener] = None) -> NotebookRun:
     """Run ``job.notebook`` and then the probes of ``job.checks`` in sandboxed children; never raises
-    for anything the notebook does."""
-    run = NotebookRun()
+    for anything the notebook does. ``listener(name, report, seconds)`` hears each check as it ends."""
+    run = NotebookRun(listener=listener)
     started = time.monotonic()
     budget_end = started + limits.notebook_seconds
     remaining = [check for check in job.checks]
@@ -231,6 +245,7 @@ def run_notebook(job: ProbeJob, workdir: Path, runtime_dir: Path, *, limits: Lim
     while True:
         attempts += 1
         child = _Child(job, workdir, runtime_dir, skip_cells, limits, user, python)
+        run.children += 1
         finished = _drive(child, run, remaining, skip_cells, limits, budget_end)
         run.child_cpu_seconds += child.stop()
         run.child_peak_rss_bytes = max(run.child_peak_rss_bytes, child.peak_rss)
@@ -246,8 +261,9 @@ def run_notebook(job: ProbeJob, workdir: Path, runtime_dir: Path, *, limits: Lim
             run.events.append("the notebook stopped the grading process too many times")
             break
     for check in remaining:
-        run.reports.setdefault(check.grade_id, {"error": {"type": "NotRun", "message": "not run: " + (
-            run.events[-1] if run.events else "the grading process stopped")}})
+        if check.grade_id not in run.reports:
+            reason = run.events[-1] if run.events else "the grading process stopped"
+            run.report(check.grade_id, {"error": {"type": "NotRun", "message": f"not run: {reason}"}}, 0.0)
     run.wall_seconds = time.monotonic() - started
     return run
 
@@ -258,6 +274,7 @@ def _drive(child: _Child, run: NotebookRun, remaining: List[Any], skip_cells: Se
     the culprit (a cell to skip next time, or a failed check) and returns False."""
     current_cell: Optional[int] = None
     current_check: Optional[str] = None
+    checks_sent = False  # check events are only believed once the grader has sent the checks
     check_started = 0.0
     deadline = min(time.monotonic() + limits.cell_seconds, budget_end)
     while True:
@@ -269,9 +286,9 @@ def _drive(child: _Child, run: NotebookRun, remaining: List[Any], skip_cells: Se
             timed_out = event is None
             what = "took too long" if timed_out else "ended the grading process"
             if current_check is not None:
-                run.reports[current_check] = {"error": {"type": "Timeout" if timed_out else "Crash",
-                                                        "message": f"the check {what}"}}
-                run.durations[current_check] = time.monotonic() - check_started
+                run.report(current_check, {"error": {"type": "Timeout" if timed_out else "Crash",
+                                                     "message": f"the check {what}"}},
+                           time.monotonic() - check_started)
                 remaining[:] = [c for c in remaining if c.grade_id != current_check]
                 run.events.append(f"check {current_check} {what}")
             elif current_cell is not None:
@@ -281,7 +298,7 @@ def _drive(child: _Child, run: NotebookRun, remaining: List[Any], skip_cells: Se
             else:
                 run.events.append(f"the notebook {what}")
                 for check in remaining:
-                    run.reports[check.grade_id] = {"error": {"type": "Crash", "message": f"the notebook {what}"}}
+                    run.report(check.grade_id, {"error": {"type": "Crash", "message": f"the notebook {what}"}}, 0.0)
                 remaining.clear()
             return False
         kind = event.get("event")
@@ -296,21 +313,21 @@ def _drive(child: _Child, run: NotebookRun, remaining: List[Any], skip_cells: Se
             current_cell = None
         elif kind == "notebook_error":
             run.events.append(f"the notebook could not be read: {str(event.get('error'))[:300]}")
-        elif kind == "cells_done":
+        elif kind == "cells_done" and not checks_sent:
             current_cell = None
+            checks_sent = True
             child.send({"checks": [{"name": c.grade_id, "source": c.source} for c in remaining]})
             deadline = min(now + limits.check_seconds, budget_end)
-        elif kind == "check_start":
+        elif kind == "check_start" and checks_sent:
             name = event.get("name")
             current_check = name if any(c.grade_id == name for c in remaining) else None
             check_started = now
             deadline = min(now + limits.check_seconds, budget_end)
-        elif kind == "check":
+        elif kind == "check" and checks_sent:
             name = event.get("name")
-            if name == current_check and isinstance(event.get("report"), dict):
-                run.reports[name] = event["report"]
-                run.durations[name] = now - check_started
+            if name is not None and name == current_check and isinstance(event.get("report"), dict):
+                run.report(name, event["report"], now - check_started)
                 remaining[:] = [c for c in remaining if c.grade_id != name]
                 current_check = None
-        elif kind == "done":
+        elif kind == "done" and checks_sent:
             return True

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.]")
 MAX_PROBLEMS_SHOWN = 3
@@ -53,6 +53,34 @@ def _error_message(error: Mapping[str, Any], hidden: bool) -> str:
     return str(error.get("message", kind))[:1000]
 
 
+_PROBLEM_KINDS = (
+    ("no value was produced", "no value was produced"),
+    ("expected shape", "wrong shape"),
+    ("expected numbers", "wrong kind of value (numbers expected)"),
+    ("expected text", "wrong kind of value (text expected)"),
+    ("expected None", "wrong kind of value (None expected)"),
+    ("unreadable", "unreadable value"),
+    ("NaN or inf", "contains NaN or inf"),
+)
+
+
+def _hidden_problem(problem: str) -> str:
+    """A hidden check's problem reduced to the value's name and what kind of mismatch it is.
+
+    hwcheck's messages (even with ``reveal=False``) carry numbers derived from the expected values
+    (shapes of the hidden cases, largest error); students see none of them.
+    """
+    key, _, detail = problem.partition(":")
+    for marker, kind in _PROBLEM_KINDS:
+        if marker in detail:
+            return f"{key}: {kind}"
+    return f"{key}: values differ from the expected ones"
+
+
+def _hidden_problems(problems: List[str]) -> List[str]:
+    return [_hidden_problem(problem) for problem in problems]
+
+
 def score(check: Any, report: Optional[Mapping[str, Any]], golden: Optional[Mapping[str, Any]],
           hwcheck: ModuleType, seconds: float = 0.0) -> CheckResult:
     """Points for one check (all-or-nothing unless its golden says otherwise).
@@ -76,6 +104,9 @@ def score(check: Any, report: Optional[Mapping[str, Any]], golden: Optional[Mapp
         return result
     fraction, problems, summary = hwcheck.evaluate(values, golden, reveal=not check.hidden)
     result.points = round(check.points * fraction, 2)
+    if check.hidden and (golden.get("score") or {}).get("kind") != "accuracy":
+        problems = _hidden_problems(problems)
+        summary = f"all {len(golden.get('values', {}))} hidden values match"
     if problems:
         shown = problems[:MAX_PROBLEMS_SHOWN]
         more = len(problems) - len(shown)
@@ -93,3 +124,20 @@ def score_run(master: Any, run: Any, goldens: Mapping[str, Mapping[str, Any]], h
                               run.durations.get(check.grade_id, 0.0))
         for check in master.checks
     }
+
+
+def measured_accuracy(report: Optional[Mapping[str, Any]], golden: Mapping[str, Any], hwcheck: ModuleType
+                      ) -> Optional[float]:
+    """The share of correct predictions of an accuracy-scored check (``None`` when it produced none)."""
+    key = str((golden.get("score") or {}).get("key", ""))
+    values = (report or {}).get("values")
+    if not isinstance(values, Mapping) or not isinstance(values.get(key), Mapping) or key not in golden["values"]:
+        return None
+    try:
+        shape, got = hwcheck.decode_array(values[key])
+        want_shape, want = hwcheck.decode_array(golden["values"][key])
+    except (ValueError, TypeError):
+        return None
+    if shape != want_shape or not want:
+        return None
+    return sum(1 for g, w in zip(got, want, strict=True) if g == w) / len(want)

@@ -1,0 +1,344 @@
+"""Grade one submission folder: validate it, run each notebook in the sandbox, score, write the results.
+
+This is the one code path behind Gradescope's ``run_autograder`` and the local ``grade`` command.
+The grader process (this module) never runs student code: children report raw values and
+:mod:`assignkit.grading.scoring` compares them with the goldens. results.json and submission_log.json
+are rewritten atomically after every check, so an interrupted grading still leaves valid files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from . import crosscheck, results
+from .child import __file__ as CHILD_FILE
+from .course import Course, notebook_ids
+from .runner import Limits, NotebookRun, ProbeJob, SandboxUser, run_notebook
+from .sandbox import Scratch, sweep
+from .scoring import CheckResult, load_hwcheck, measured_accuracy, score
+from .submission import MODEL_FILE, STUDENT_LOG, Submission, inspect_submission
+from .suites import Suite
+
+TOTAL_SECONDS = 480.0
+"""Wall-clock budget for all notebooks together: Gradescope's default time-out is 600 s."""
+STARTUP_RESERVE_SECONDS = 30.0
+MIN_NOTEBOOK_SECONDS = 5.0
+MAX_CELL_NOTES = 8
+LIBRARIES = ("torch", "numpy", "ipython", "matplotlib", "otter-grader", "nbgrader")
+
+
+@dataclass
+class NotebookOutcome:
+    """How one notebook's run went (for the summary and the staff log)."""
+
+    name: str
+    status: str = "pending"  # pending | graded | not graded
+    reason: str = ""
+    cells: List[str] = field(default_factory=list)  # student-facing notes on cells that failed
+    events: List[str] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    peak_rss_bytes: int = 0
+    children: int = 0
+    output_bytes: int = 0
+
+
+def library_versions() -> Dict[str, Optional[str]]:
+    """Installed versions, read from package metadata (nothing is imported)."""
+    from importlib import metadata
+
+    versions: Dict[str, Optional[str]] = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def cell_label(notebook: Any, index: int) -> str:
+    """``code cell 6 ("class RNNLayer(...")``: 1-based among code cells, with its first line."""
+    code = [c for c in notebook.get("cells", []) if isinstance(c, dict) and c.get("cell_type") == "code"]
+    first = ""
+    if 0 <= index < len(code):
+        source = code[index].get("source", "")
+        text = "".join(source) if isinstance(source, list) else str(source)
+        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    first = first if len(first) <= 50 else first[:47] + "..."
+    return f'code cell {index + 1} ("{first}")' if first else f"code cell {index + 1}"
+
+
+class Grading:
+    """One grading of one submission: the state, the scoring as checks finish, and the writes."""
+
+    def __init__(self, course: Course, submission_dir: Path, results_dir: Path, *, limits: Optional[Limits] = None,
+                 user: Optional[SandboxUser] = None, sweep_user: bool = False,
+                 total_seconds: float = TOTAL_SECONDS, scratch_base: Optional[Path] = None,
+                 log: Callable[[str], None] = lambda message: None) -> None:
+        self.course = course
+        self.submission_dir = submission_dir
+        self.results_dir = results_dir
+        self.limits = limits or Limits()
+        self.user = user
+        self.sweep_user = sweep_user
+        self.total_seconds = total_seconds
+        self.scratch_base = scratch_base
+        self.log = log
+        self.started = time.monotonic()
+        self.started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.checks: Dict[str, CheckResult] = {}
+        self.check_status: Dict[str, str] = {}
+        self.outcomes: Dict[str, NotebookOutcome] = {s.name: NotebookOutcome(s.name) for s in course.suites}
+        self.submission: Optional[Submission] = None
+        self.cross_checks: List[str] = []
+        self.internal_errors: List[str] = []
+        self.finished = False
+        self.hwcheck: Any = None
+        self.accuracy: Optional[float] = None
+        for suite in course.suites:
+            for check in suite.checks:
+                self.checks[check.grade_id] = CheckResult(check.grade_id, suite.name, 0.0, check.points, check.hidden,
+                                                          "not graded yet (grading did not finish)")
+                self.check_status[check.grade_id] = "pending"
+
+    # -- the run ------------------------------------------------------------------------------------
+
+    def run(self) -> Grading:
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        results.write_json_atomic(self.results_dir / results.RESULTS_FILE, results.placeholder())
+        try:
+            self.hwcheck = load_hwcheck(self.course.hwcheck_path)
+            self.submission = inspect_submission(self.submission_dir, dict(notebook_ids(self.course.suites)))
+            self.publish()
+            self._grade_notebooks()
+            self._cross_check()
+            self.finished = True
+        except Exception:  # a bug of the grader must still leave valid results that say so
+            self.internal_errors.append(traceback.format_exc(limit=8))
+            self.log(self.internal_errors[-1])
+        finally:
+            self.publish()
+        return self
+
+    def _grade_notebooks(self) -> None:
+        assert self.submission is not None
+        scratch = Scratch(self.user, self.scratch_base)
+        try:
+            runtime = scratch.install_runtime([*self.course.runtime_files, Path(CHILD_FILE)])
+            pending = [suite for suite in self.course.suites]
+            while pending:
+                suite = pending.pop(0)
+                try:
+                    self._grade_notebook(suite, scratch, runtime, len(pending) + 1)
+                except Exception:
+                    self.internal_errors.append(traceback.format_exc(limit=8))
+                    self.log(self.internal_errors[-1])
+                    self._fail_suite(suite, "internal grading error (please tell the course staff)")
+                finally:
+                    if self.sweep_user:
+                        sweep(self.user)
+        finally:
+            scratch.cleanup()
+
+    def _time_left(self) -> float:
+        return self.total_seconds - (time.monotonic() - self.started)
+
+    def _grade_notebook(self, suite: Suite, scratch: Scratch, runtime: Path, notebooks_left: int) -> None:
+        assert self.submission is not None
+        outcome = self.outcomes[suite.name]
+        notebook = self.submission.file(suite.filename)
+        if not notebook.usable:
+            self._fail_suite(suite, f"{suite.filename} {notebook.problem}, so this check could not run")
+            return
+        budget = min(self.limits.notebook_seconds, self._time_left() / notebooks_left)
+        if budget < MIN_NOTEBOOK_SECONDS:
+            self._fail_suite(suite, "not run: the autograder ran out of time before this notebook")
+            return
+        files = {suite.filename: notebook.path}
+        model = self.submission.file(MODEL_FILE)
+        if model.usable:
+            files[MODEL_FILE] = model.path
+        workdir = scratch.workdir(suite.name, self.course.public_data, self.course.hidden_data_dir, files)
+        job = ProbeJob(workdir / suite.filename, suite.checks, suite.skip_ids,
+                       env={"HWGRADE_HIDDEN_DATA": str(workdir / "hidden_data")})
+        by_name = {check.grade_id: check for check in suite.checks}
+
+        def listener(name: str, report: Dict[str, Any], seconds: float) -> None:
+            check = by_name.get(name)
+            if check is None:
+                return
+            golden = self.course.goldens.get(name)
+            self.checks[name] = score(check, report, golden, self.hwcheck, seconds)
+            self.check_status[name] = "graded"
+            if golden is not None and (golden.get("score") or {}).get("kind") == "accuracy":
+                self.accuracy = measured_accuracy(report, golden, self.hwcheck)
+            self.publish()
+
+        self.log(f"grading {suite.filename} (budget {budget:.0f} s)")
+        run = run_notebook(job, workdir, runtime, limits=dataclasses.replace(self.limits, notebook_seconds=budget),
+                           user=self.user, listener=listener)
+        self._record_outcome(outcome, run, notebook.content)
+        for check in suite.checks:
+            if self.check_status[check.grade_id] == "pending":
+                listener(check.grade_id, run.reports.get(check.grade_id, {}), 0.0)
+
+    def _record_outcome(self, outcome: NotebookOutcome, run: NotebookRun, notebook: Any) -> None:
+        outcome.status = "graded"
+        outcome.wall_seconds = run.wall_seconds
+        outcome.cpu_seconds = run.child_cpu_seconds
+        outcome.peak_rss_bytes = run.child_peak_rss_bytes
+        outcome.children = run.children
+        outcome.output_bytes = run.output_bytes
+        outcome.events = list(run.events)
+        for index, status in sorted(run.cells.items()):
+            if status != "ok":
+                text = status if "it was skipped" in status else f"raised {status}"
+                outcome.cells.append(f"{cell_label(notebook, index)}: {' '.join(text.split())[:240]}")
+        self.log(f"  {outcome.name}: {run.wall_seconds:.1f} s wall, {run.child_cpu_seconds:.1f} s CPU in "
+                 f"{run.children} sandboxed run(s)")
+
+    def _fail_suite(self, suite: Suite, message: str) -> None:
+        outcome = self.outcomes[suite.name]
+        outcome.status, outcome.reason = "not graded", message
+        for check in suite.checks:
+            if self.check_status[check.grade_id] == "pending":
+                self.checks[check.grade_id] = CheckResult(check.grade_id, suite.name, 0.0, check.points,
+                                                          check.hidden, message)
+                self.check_status[check.grade_id] = "not run"
+        self.publish()
+
+    def _cross_check(self) -> None:
+        assert self.submission is not None
+        self.cross_checks = crosscheck.cross_check(self.submission.file(STUDENT_LOG), self.submission.files,
+                                                   self.accuracy)
+
+    # -- the outputs --------------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def totals(self, hidden: Optional[bool] = None) -> Dict[str, float]:
+        chosen = [r for r in self.checks.values() if hidden is None or r.hidden == hidden]
+        return {"score": round(sum(r.points for r in chosen), 4),
+                "max_score": round(sum(r.max_points for r in chosen), 4)}
+
+    def summary(self) -> str:
+        """The top-level text students see (no hidden results before publication: only their points possible)."""
+        lines = []
+        if not self.finished:
+            lines.append("Grading did not finish; the results below are partial." if self.submission
+                         else "Grading did not finish: please resubmit, or tell the course staff.")
+        if self.internal_errors:
+            lines.append("The autograder hit an internal error: please tell the course staff.")
+        if self.submission is not None:
+            lines += ["", "Files:"]
+            for name, found in self.submission.files.items():
+                where = f" (as {found.relative})" if found.relative and found.relative != name else ""
+                state = f"PROBLEM: {name} {found.problem}" if found.problem else f"{name}: found{where}"
+                lines.append(f"  {state}")
+                lines += [f"    note: {note}" for note in found.notes]
+            if self.submission.skipped_links:
+                lines.append(f"  ignored symbolic links: {', '.join(self.submission.skipped_links[:5])}")
+        public, hidden = self.totals(hidden=False), self.totals(hidden=True)
+        lines += ["", f"Public checks: {public['score']:g} / {public['max_score']:g} points (listed below).",
+                  f"Hidden checks: {hidden['max_score']:g} points; their results appear here when grades are "
+                  "published."]
+        for suite in self.course.suites:
+            outcome = self.outcomes[suite.name]
+            notes = ([outcome.reason] if outcome.reason else []) + outcome.cells[:MAX_CELL_NOTES]
+            notes += [event for event in outcome.events if not event.startswith("cell ")]
+            if len(outcome.cells) > MAX_CELL_NOTES:
+                notes.append(f"... and {len(outcome.cells) - MAX_CELL_NOTES} more cells")
+            if notes:
+                lines += ["", f"{suite.filename}:"] + [f"  {note}" for note in notes]
+        if self.cross_checks:
+            lines += ["", "Cross-checks of your submission_log.json (no points depend on it):"]
+            lines += [f"  {note}" for note in self.cross_checks]
+        manual = [f"{suite.filename}: {suite.manual_total:g} points" for suite in self.course.suites
+                  if suite.manual_total]
+        if manual:
+            lines += ["", "Written answers (" + "; ".join(manual) + ") are graded by the course staff in "
+                      "Gradescope's manually graded questions: they are not part of this autograder score."]
+        return "\n".join(lines).strip()
+
+    def gradescope(self) -> Dict[str, Any]:
+        redact = self.course.redactor
+        tests = []
+        for suite in self.course.suites:
+            for check in suite.checks:
+                result = self.checks[check.grade_id]
+                tests.append(results.gradescope_test(check.title, result.points, result.max_points, result.message,
+                                                     check.hidden, [suite.filename], redact))
+        return results.gradescope_results(tests, self.summary(), self.elapsed(), redact)
+
+    def staff_log(self) -> Dict[str, Any]:
+        """submission_log.json: every check with points, status, message and duration, and the context."""
+        submission = self.submission
+        return {
+            "assignment": "hw_rnn",
+            "finished": self.finished,
+            "started_at": self.started_at,
+            "execution_seconds": round(self.elapsed(), 3),
+            **self.totals(),
+            "public": self.totals(hidden=False),
+            "hidden": self.totals(hidden=True),
+            "environment": {"python": platform.python_version(), "platform": platform.platform(),
+                            "executable": sys.executable, "libraries": library_versions()},
+            "grader": {"course": self.course.origin, "sandbox_uid": self.user.uid if self.user else None,
+                       "pid": os.getpid(), "limits": dataclasses.asdict(self.limits),
+                       "total_seconds": self.total_seconds},
+            "files": {} if submission is None else {
+                name: {"found_as": found.relative or None, "bytes": found.size, "sha256": found.sha256 or None,
+                       "problem": found.problem or None, "notes": found.notes}
+                for name, found in submission.files.items()
+            },
+            "other_files": submission.other_files if submission else [],
+            "notebooks": {name: dataclasses.asdict(outcome) for name, outcome in self.outcomes.items()},
+            "checks": [
+                {"grade_id": check.grade_id, "title": check.title, "notebook": suite.filename,
+                 "hidden": check.hidden, "points": self.checks[check.grade_id].points,
+                 "max_points": check.points, "status": self._status(check.grade_id),
+                 "message": self.checks[check.grade_id].message,
+                 "seconds": round(self.checks[check.grade_id].seconds, 3)}
+                for suite in self.course.suites for check in suite.checks
+            ],
+            "cross_checks": self.cross_checks,
+            "manual_points": {suite.filename: dict(suite.manual_points) for suite in self.course.suites},
+            "internal_errors": self.internal_errors,
+        }
+
+    def _status(self, grade_id: str) -> str:
+        state = self.check_status[grade_id]
+        if state != "graded":
+            return state
+        result = self.checks[grade_id]
+        return "passed" if result.passed else ("partial" if result.points > 0 else "failed")
+
+    def publish(self) -> None:
+        """Rewrite both result files (atomically)."""
+        try:
+            results.write_json_atomic(self.results_dir / results.LOG_FILE, self.staff_log())
+        finally:
+            results.write_json_atomic(self.results_dir / results.RESULTS_FILE, self.gradescope())
+
+
+def grade_submission(course: Course, submission_dir: Path, results_dir: Path, **options: Any) -> Grading:
+    """Grade ``submission_dir`` into ``results_dir`` (results.json + submission_log.json); see :class:`Grading`."""
+    return Grading(course, submission_dir, results_dir, **options).run()
+
+
+def scores_row(grading: Grading) -> Dict[str, Any]:
+    """One CSV row: totals and every check's points."""
+    row: Dict[str, Any] = {"finished": grading.finished, **grading.totals()}
+    for name, result in grading.checks.items():
+        row[name] = result.points
+    return row
+

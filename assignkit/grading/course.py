@@ -1,0 +1,138 @@
+"""What grading needs to know about the course: the suites, the goldens, the trusted modules, the data.
+
+Two sources, one structure:
+
+* an unzipped Gradescope bundle (``Course.from_bundle``; stdlib only, this is what runs on Gradescope);
+* the repository after ``make release`` (``Course.from_repo``; reads the masters, for local grading).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from . import suites as suite_files
+from .redact import Redactor
+from .sandbox import DEFAULT_USER
+from .suites import Suite
+
+ASSIGNMENT = "hw_rnn"
+RUNTIME_MODULES = ("hwcheck.py", "safe_expr.py")
+PUBLIC_GOLDENS = "public_goldens.json"
+HIDDEN_GOLDENS = "hidden_goldens.json"
+NOT_PUBLIC_DATA = {*RUNTIME_MODULES, PUBLIC_GOLDENS}
+SKIPPED_DIRS = {".ipynb_checkpoints", "__pycache__"}
+
+# Layout of the bundle (relative to its root).
+MANIFEST = "bundle.json"
+SUITES = "suites/suites.json"
+BUNDLE_PUBLIC_GOLDENS = f"suites/{PUBLIC_GOLDENS}"
+BUNDLE_HIDDEN_GOLDENS = f"suites/{HIDDEN_GOLDENS}"
+RUNTIME_DIR = "runtime"
+PUBLIC_DIR = "public"
+HIDDEN_DATA_DIR = "hidden_data"
+GRADER_DIR = "grader"
+
+
+def public_files(release_dir: Path) -> List[Tuple[str, Path]]:
+    """``[(relative path, path)]`` of the files students get next to their notebooks (data), sorted.
+
+    Notebooks, the check modules and the public goldens are not data: the sandbox gets the trusted
+    modules separately and the student's notebooks from the submission.
+    """
+    found = []
+    if not release_dir.is_dir():
+        return found
+    for directory, dirnames, filenames in os.walk(release_dir):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS and not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(directory) / name
+            relative = path.relative_to(release_dir).as_posix()
+            if name.endswith(".ipynb") or relative in NOT_PUBLIC_DATA or name.startswith("."):
+                continue
+            found.append((relative, path))
+    return sorted(found)
+
+
+def _load_json(path: Path) -> Dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+@dataclass
+class Course:
+    """The suites and everything around them, wherever they were read from."""
+
+    suites: List[Suite]
+    public_goldens: Dict[str, Any]
+    hidden_goldens: Dict[str, Any]
+    runtime_files: List[Path]
+    public_data: List[Tuple[str, Path]] = field(default_factory=list)
+    hidden_data_dir: Optional[Path] = None
+    sandbox_user: str = DEFAULT_USER
+    origin: str = ""
+    _redactor: Optional[Redactor] = field(default=None, repr=False)
+
+    @property
+    def goldens(self) -> Dict[str, Any]:
+        return {**self.public_goldens, **self.hidden_goldens}
+
+    @property
+    def hwcheck_path(self) -> Path:
+        return next(path for path in self.runtime_files if path.name == "hwcheck.py")
+
+    @property
+    def redactor(self) -> Redactor:
+        if self._redactor is None:
+            hidden = [check.source for suite in self.suites for check in suite.checks if check.hidden]
+            self._redactor = Redactor(hidden, self.hidden_goldens)
+        return self._redactor
+
+    def suite(self, name: str) -> Suite:
+        return next(suite for suite in self.suites if suite.name == name)
+
+    @classmethod
+    def from_bundle(cls, bundle: Path) -> Course:
+        """Read an unzipped bundle (see :mod:`assignkit.grading.bundle` for its layout)."""
+        manifest = _load_json(bundle / MANIFEST)
+        if not manifest:
+            raise FileNotFoundError(f"{bundle} is not an autograder bundle (no {MANIFEST})")
+        public_dir = bundle / PUBLIC_DIR
+        return cls(
+            suites=suite_files.load(bundle / SUITES),
+            public_goldens=_load_json(bundle / BUNDLE_PUBLIC_GOLDENS),
+            hidden_goldens=_load_json(bundle / BUNDLE_HIDDEN_GOLDENS),
+            runtime_files=[bundle / RUNTIME_DIR / name for name in RUNTIME_MODULES
+                           if (bundle / RUNTIME_DIR / name).is_file()],
+            public_data=[(p.relative_to(public_dir).as_posix(), p) for p in sorted(public_dir.rglob("*"))
+                         if p.is_file()] if public_dir.is_dir() else [],
+            hidden_data_dir=bundle / HIDDEN_DATA_DIR,
+            sandbox_user=str(manifest.get("sandbox_user", DEFAULT_USER)),
+            origin=f"bundle {bundle}",
+        )
+
+    @classmethod
+    def from_repo(cls, root: Path) -> Course:
+        """The repository (or a built course folder) after ``make release``."""
+        from ..masters import read_masters
+
+        source = root / "source" / ASSIGNMENT
+        hidden_path = root / "build" / "goldens" / HIDDEN_GOLDENS
+        if not (source / PUBLIC_GOLDENS).is_file() or not hidden_path.is_file():
+            raise FileNotFoundError(f"no goldens in {root}: run `make release` first")
+        return cls(
+            suites=[suite_files.from_master(master) for master in read_masters(source)],
+            public_goldens=_load_json(source / PUBLIC_GOLDENS),
+            hidden_goldens=_load_json(hidden_path),
+            runtime_files=[source / name for name in RUNTIME_MODULES if (source / name).is_file()],
+            public_data=public_files(root / "release" / ASSIGNMENT),
+            hidden_data_dir=root / "autograder" / HIDDEN_DATA_DIR,
+            origin=f"repository {root}",
+        )
+
+
+def notebook_ids(suites: Sequence[Suite]) -> Mapping[str, Sequence[str]]:
+    """``{notebook file name: its grade_ids}``: what the submission check looks for."""
+    return {suite.filename: suite.grade_ids for suite in suites}

@@ -1,0 +1,163 @@
+"""Helpers for the autograder tests: the sandbox account, submissions made from the fast build, checks on results.
+
+The corpus of bad submissions is made by mutating the executed solution notebook of the fast build:
+replace one cell's source (found by grade_id), add a cell, or write raw bytes under a notebook's name.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional
+
+import pytest
+from filelock import FileLock
+
+ROOT = Path(__file__).resolve().parents[1]
+CREATE_USER = ROOT / "autograder" / "create_sandbox_user.sh"
+TEST_USER = "hwsandbox"
+NEEDS_ROOT = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                                reason="dropping privileges to the sandbox user needs root (CI runs as root)")
+
+
+def is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def ancestors(path: Path) -> List[Path]:
+    path = path.resolve()
+    return [path, *path.parents]
+
+
+def make_interpreter_reachable(uid: int, gid: int) -> List[str]:
+    """Let the sandbox account run this interpreter and import this venv's packages.
+
+    Only search permission (o+x) is added, and only on folders above the interpreter, its standard
+    library and the venv that lack it (e.g. /root when the interpreter lives under ~/.pyenv).
+    Returns the folders changed.
+    """
+    changed = []
+    places = [Path(os.path.realpath(sys.executable)), Path(sys.base_prefix), Path(sys.prefix)]
+    for place in places:
+        for folder in ancestors(place):
+            if folder.is_dir() and not folder.stat().st_mode & stat.S_IXOTH:
+                os.chmod(folder, folder.stat().st_mode | stat.S_IXOTH)
+                changed.append(str(folder))
+    probe = subprocess.run([sys.executable, "-I", "-c", "import torch, numpy, IPython"], user=uid, group=gid,
+                           extra_groups=[], capture_output=True, text=True, check=False, cwd="/")
+    if probe.returncode != 0:
+        raise RuntimeError(f"the sandbox account cannot run this interpreter:\n{probe.stderr[-2000:]}")
+    return changed
+
+
+def ensure_sandbox_user(name: str, lock_dir: Path) -> Any:
+    """Create ``name`` with autograder/create_sandbox_user.sh (once, under a lock) and make the venv usable."""
+    import pwd
+
+    with FileLock(str(lock_dir / f"user-{name}.lock")):
+        subprocess.run(["bash", str(CREATE_USER), name], check=True, capture_output=True, text=True)
+        entry = pwd.getpwnam(name)
+        make_interpreter_reachable(entry.pw_uid, entry.pw_gid)
+    from assignkit.grading.runner import SandboxUser
+
+    return SandboxUser(entry.pw_uid, entry.pw_gid, "/nonexistent")
+
+
+def read_notebook(path: Path) -> Dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def cell_index(notebook: Dict[str, Any], grade_id: str) -> int:
+    for index, cell in enumerate(notebook["cells"]):
+        if ((cell.get("metadata") or {}).get("nbgrader") or {}).get("grade_id") == grade_id:
+            return index
+    raise KeyError(grade_id)
+
+
+def source_of(cell: Dict[str, Any]) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def replace_cell(notebook: Dict[str, Any], grade_id: str, source: str) -> Dict[str, Any]:
+    """A copy of ``notebook`` with the source of the cell ``grade_id`` replaced."""
+    changed = copy.deepcopy(notebook)
+    changed["cells"][cell_index(changed, grade_id)]["source"] = source
+    return changed
+
+
+def edit_cell(notebook: Dict[str, Any], grade_id: str, old: str, new: str) -> Dict[str, Any]:
+    """A copy with ``old`` replaced by ``new`` in the cell ``grade_id`` (``old`` must be there)."""
+    cell = notebook["cells"][cell_index(notebook, grade_id)]
+    text = source_of(cell)
+    assert old in text, f"{old!r} not in {grade_id}"
+    return replace_cell(notebook, grade_id, text.replace(old, new, 1))
+
+
+def append_to_cell(notebook: Dict[str, Any], grade_id: str, extra: str) -> Dict[str, Any]:
+    text = source_of(notebook["cells"][cell_index(notebook, grade_id)])
+    return replace_cell(notebook, grade_id, text.rstrip() + "\n\n" + extra.strip() + "\n")
+
+
+def insert_cell(notebook: Dict[str, Any], after_grade_id: str, source: str) -> Dict[str, Any]:
+    """A copy with a new (student-added) code cell after the cell ``after_grade_id``."""
+    changed = copy.deepcopy(notebook)
+    new = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": source}
+    changed["cells"].insert(cell_index(changed, after_grade_id) + 1, new)
+    return changed
+
+
+def write_submission(folder: Path, files: Dict[str, Any]) -> Path:
+    """Write ``{relative name: dict (as JSON) | bytes | str}`` into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        elif isinstance(content, str):
+            path.write_text(content, encoding="utf-8")
+        else:
+            path.write_text(json.dumps(content), encoding="utf-8")
+    return folder
+
+
+def student_texts(results: Dict[str, Any]) -> List[str]:
+    from assignkit.grading.results import check_outputs
+
+    return check_outputs(results)
+
+
+def assert_valid_results(results: Dict[str, Any]) -> None:
+    """The Gradescope schema as we use it: tests with scores within bounds, known visibilities, text output."""
+    assert isinstance(results.get("output"), str)
+    assert isinstance(results.get("execution_time"), (int, float))
+    names = set()
+    for test in results["tests"]:
+        assert set(test) >= {"name", "score", "max_score", "status", "output", "visibility"}, test
+        assert 0 <= test["score"] <= test["max_score"], test
+        assert test["status"] in ("passed", "failed")
+        assert test["visibility"] in ("visible", "after_published")
+        assert test["name"] not in names
+        names.add(test["name"])
+
+
+def assert_no_secrets(results: Dict[str, Any], hidden_sources: Iterable[str], hidden_goldens: Dict[str, Any]) -> None:
+    """No line of a hidden check and no long number of the hidden goldens in anything the student sees."""
+    from assignkit.grading.redact import Redactor
+
+    redactor = Redactor(hidden_sources, hidden_goldens)
+    for text in student_texts(results):
+        assert not redactor.leaks(text), f"secret in student-visible text: {text[:300]!r}"
+
+
+def score_of(results: Dict[str, Any], hidden: Optional[bool] = None) -> float:
+    tests = results["tests"]
+    if hidden is not None:
+        tests = [t for t in tests if (t["visibility"] != "visible") == hidden]
+    return round(sum(t["score"] for t in tests), 4)
