@@ -19,7 +19,8 @@ MUTATIONS = {
     "second bias not folded into one": (
         "rnn_layer", "self.b = nn.Parameter(torch.empty(hidden_size))",
         "self.b = nn.Parameter(torch.empty(hidden_size))\n        self.b_h = nn.Parameter(torch.empty(hidden_size))",
-        "inputs[:, t] + h @ self.W_h.T)", "inputs[:, t] + h @ self.W_h.T + self.b_h)", "test_rnn_layer_hidden"),
+        "h = self.nonlinearity(torch.addmm(inputs[t], h, recurrent))",
+        "h = self.nonlinearity(torch.addmm(inputs[t], h, recurrent) + self.b_h)", "test_rnn_layer_hidden"),
     "h0 is not zero": (
         "rnn_layer", "h = x.new_zeros(batch_size, self.hidden_size)",
         "h = x.new_ones(batch_size, self.hidden_size)", None, None, "test_rnn_layer_hidden"),
@@ -35,9 +36,9 @@ MUTATIONS = {
         "gradient_norms", "h.grad.norm() if h.grad", "h.grad.norm(dim=-1).mean() if h.grad", None, None,
         "test_gradient_norms_hidden"),
     "gates in the wrong order": (
-        "lstm_layer", "f, i, o, g = (inputs", "i, f, g, o = (inputs", None, None, "test_lstm_layer_hidden"),
+        "lstm_layer", "f, i, o = torch.sigmoid", "i, f, o = torch.sigmoid", None, None, "test_lstm_layer_hidden"),
     "missing forget gate": (
-        "lstm_layer", "c = torch.sigmoid(f) * c +", "c = c +", None, None, "test_lstm_layer_hidden"),
+        "lstm_layer", "c = f * c +", "c = c +", None, None, "test_lstm_layer_hidden"),
     "stacked RNN layers not fed upward": (
         "stacked_rnn", "x, last_h = layer(x)", "_, last_h = layer(x)", None, None, "test_stacked_rnn_hidden"),
     "stacked LSTM ignores the initial state": (
