@@ -6,11 +6,14 @@ with the working directory set to a scratch folder. It never decides a score: it
 Protocol
     stdin, line 1: ``{"notebook": path, "runtime_dir": dir, "skip_ids": [...], "skip_cells": [...],
                       "skip_tag": tag}``
-    stdin, line 2 (sent after the cells have run): ``{"checks": [{"name": ..., "source": ...}, ...]}``
+    stdin, line 2 (sent after the cells have run): ``{"checks": [{"name": ..., "source": ...}, ...],
+                      "replay": [...]}`` (``replay``: checks an earlier child already reported; they run again
+                      silently, before the others, so that helpers they define exist for later checks)
     events, one JSON object per line, on the file descriptor named by ``HWGRADE_EVENTS_FD``:
         {"event": "cell_start", "index": i}            before each code cell that runs
         {"event": "cell", "index": i, "status": "ok" | "error", "error": "..."}
         {"event": "cells_done"}
+        {"event": "replay", "name": ...}                before each replayed check
         {"event": "check_start", "name": ...}
         {"event": "check", "name": ..., "report": {"values": {...}} | {"error": {...}}}
         {"event": "done"}
@@ -94,6 +97,15 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:MAX_ERROR]
 
 
+def replay_checks(shell: Any, checks: List[Dict[str, Any]]) -> None:
+    import hwcheck
+
+    for check in checks:
+        hwcheck.use_probe_mode(lambda name, report: None)
+        emit({"event": "replay", "name": check["name"]})
+        shell.run_cell(check["source"], store_history=False, silent=True)
+
+
 def run_checks(shell: Any, checks: List[Dict[str, Any]]) -> None:
     import hwcheck
 
@@ -121,8 +133,9 @@ def main() -> int:
         emit({"event": "notebook_error", "error": describe(error)})
     emit({"event": "cells_done"})
     line = sys.stdin.readline()
-    checks = json.loads(line).get("checks", []) if line else []
-    run_checks(shell, checks)
+    message = json.loads(line) if line else {}
+    replay_checks(shell, message.get("replay", []))
+    run_checks(shell, message.get("checks", []))
     emit({"event": "done"})
     sys.stdout.flush()
     return 0

@@ -240,13 +240,14 @@ def run_notebook(job: ProbeJob, workdir: Path, runtime_dir: Path, *, limits: Lim
     started = time.monotonic()
     budget_end = started + limits.notebook_seconds
     remaining = [check for check in job.checks]
+    completed: List[Any] = []  # checks reported normally: replayed (silently) by a restarted child
     skip_cells: Set[int] = set()
     attempts = 0
     while True:
         attempts += 1
         child = _Child(job, workdir, runtime_dir, skip_cells, limits, user, python)
         run.children += 1
-        finished = _drive(child, run, remaining, skip_cells, limits, budget_end)
+        finished = _drive(child, run, remaining, completed, skip_cells, limits, budget_end)
         run.child_cpu_seconds += child.stop()
         run.child_peak_rss_bytes = max(run.child_peak_rss_bytes, child.peak_rss)
         if not run.output_head:
@@ -268,8 +269,8 @@ def run_notebook(job: ProbeJob, workdir: Path, runtime_dir: Path, *, limits: Lim
     return run
 
 
-def _drive(child: _Child, run: NotebookRun, remaining: List[Any], skip_cells: Set[int], limits: Limits,
-           budget_end: float) -> bool:
+def _drive(child: _Child, run: NotebookRun, remaining: List[Any], completed: List[Any], skip_cells: Set[int],
+           limits: Limits, budget_end: float) -> bool:
     """Follow one child's events. Returns True when it finished normally; on a crash or timeout it records
     the culprit (a cell to skip next time, or a failed check) and returns False."""
     current_cell: Optional[int] = None
@@ -316,7 +317,10 @@ def _drive(child: _Child, run: NotebookRun, remaining: List[Any], skip_cells: Se
         elif kind == "cells_done" and not checks_sent:
             current_cell = None
             checks_sent = True
-            child.send({"checks": [{"name": c.grade_id, "source": c.source} for c in remaining]})
+            child.send({"checks": [{"name": c.grade_id, "source": c.source} for c in remaining],
+                        "replay": [{"name": c.grade_id, "source": c.source} for c in completed]})
+            deadline = min(now + limits.check_seconds, budget_end)
+        elif kind == "replay" and checks_sent:
             deadline = min(now + limits.check_seconds, budget_end)
         elif kind == "check_start" and checks_sent:
             name = event.get("name")
@@ -327,6 +331,7 @@ def _drive(child: _Child, run: NotebookRun, remaining: List[Any], skip_cells: Se
             name = event.get("name")
             if name is not None and name == current_check and isinstance(event.get("report"), dict):
                 run.report(name, event["report"], now - check_started)
+                completed.extend(c for c in remaining if c.grade_id == name)
                 remaining[:] = [c for c in remaining if c.grade_id != name]
                 current_check = None
         elif kind == "done" and checks_sent:

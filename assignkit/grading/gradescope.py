@@ -1,0 +1,59 @@
+"""Entry point of the Gradescope autograder (called by the bundle's ``run_autograder``).
+
+    AUTOGRADER_ROOT=/autograder python -m assignkit.grading.gradescope [--bundle DIR]
+
+Grades ``$AUTOGRADER_ROOT/submission/`` into ``$AUTOGRADER_ROOT/results/`` (results.json and
+submission_log.json) with the suites of the bundle (default: the bundle this package was unpacked from,
+normally ``$AUTOGRADER_ROOT/source``). As root it first makes the bundle and the results folder private
+(0700 root) and runs student code as the sandbox account (``HWGRADER_SANDBOX_USER``, default from the
+bundle: ``hwsandbox``), killing that account's leftover processes after every notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import List, Optional
+
+from . import results
+from .autograde import grade_submission
+from .course import Course
+from .sandbox import FALLBACK_USER, find_user, lock_down, resolve_user
+
+DEFAULT_ROOT = "/autograder"
+BUNDLE_OF_THIS_PACKAGE = Path(__file__).resolve().parents[3]  # <bundle>/grader/assignkit/grading/
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, default=BUNDLE_OF_THIS_PACKAGE, help="the unzipped bundle")
+    args = parser.parse_args(argv)
+    root = Path(os.environ.get("AUTOGRADER_ROOT") or DEFAULT_ROOT)
+    results_dir = root / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    results.write_json_atomic(results_dir / results.RESULTS_FILE, results.placeholder())
+    try:
+        lock_down([args.bundle, root / "source", results_dir])
+        course = Course.from_bundle(args.bundle)
+        name = os.environ.get("HWGRADER_SANDBOX_USER") or course.sandbox_user
+        user = resolve_user(name)
+        dedicated = user is not None and name != FALLBACK_USER and find_user(name) is not None
+        if user is not None and not dedicated:
+            print(f"warning: sandbox user {name!r} missing; student code runs as {FALLBACK_USER!r}", flush=True)
+    except Exception:
+        traceback.print_exc()
+        results.write_json_atomic(results_dir / results.RESULTS_FILE, results.placeholder(
+            "The autograder is misconfigured and could not grade this submission: please tell the course staff."))
+        return 1
+    grading = grade_submission(course, root / "submission", results_dir, user=user, sweep_user=dedicated,
+                               log=lambda message: print(message, flush=True))
+    totals = grading.totals()
+    print(f"graded: {totals['score']:g} / {totals['max_score']:g} (finished: {grading.finished})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
