@@ -24,6 +24,9 @@ from .notebooks import cell_errors, execute
 
 ASSIGNMENT = "hw_rnn"
 PUBLIC_GOLDENS = "public_goldens.json"
+HIDDEN_SURNAMES = Path("autograder") / "hidden_data" / "surnames_test_hidden.tsv"
+# Files the masters write while they run (the trained classifier and its log): solutions, not sources.
+MASTER_OUTPUTS = ("surname_model.pt", "submission_log.json")
 
 
 class BuildError(RuntimeError):
@@ -56,7 +59,12 @@ def record_goldens(root: Path, masters: List[Master], fast: bool) -> List[object
         notebook = execute(
             master.path,
             cwd=source,
-            env={"HWCHECK_RECORD": str(record_file), "HW_FAST": "1" if fast else None, "HWCHECK_GOLDENS": None},
+            env={
+                "HWCHECK_RECORD": str(record_file),
+                "HW_FAST": "1" if fast else None,
+                "HWCHECK_GOLDENS": None,
+                "HW_HIDDEN_SURNAMES": str(root / HIDDEN_SURNAMES),
+            },
         )
         log(f"executed {master.path.name} in {time.perf_counter() - started:.1f} s")
         errors = cell_errors(notebook)
@@ -76,6 +84,10 @@ def write_solutions(root: Path, masters: List[Master], executed: List[object]) -
     """Executed masters, hidden-test regions removed, into solutions/hw_rnn/ (and HTML for TAs)."""
     target = root / "solutions" / ASSIGNMENT
     target.mkdir(parents=True, exist_ok=True)
+    for name in MASTER_OUTPUTS:
+        produced = root / "source" / ASSIGNMENT / name
+        if produced.exists():
+            os.replace(produced, target / name)
     for master, notebook in zip(masters, executed, strict=True):
         for cell in notebook.cells:
             if cell.cell_type == "code" and "BEGIN HIDDEN TESTS" in cell.source:

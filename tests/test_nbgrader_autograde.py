@@ -42,6 +42,7 @@ def autograded_course(fast_build: Path, tmp_path_factory: pytest.TempPathFactory
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["HWCHECK_GOLDENS"] = str(course / "build" / "goldens" / "hidden_goldens.json")
+    env["HW_HIDDEN_SURNAMES"] = str(course / "autograder" / "hidden_data" / "surnames_test_hidden.tsv")
     result = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", "hw_rnn", "--force"], cwd=course,
                             env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
