@@ -161,3 +161,42 @@ def score_of(results: Dict[str, Any], hidden: Optional[bool] = None) -> float:
     if hidden is not None:
         tests = [t for t in tests if (t["visibility"] != "visible") == hidden]
     return round(sum(t["score"] for t in tests), 4)
+
+
+def shared_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The folder all xdist workers of this session share (as tests/conftest.py's fast build does)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+@pytest.fixture(scope="session")
+def built_bundle(fast_build: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The fast build's autograder.zip, unzipped once per session into a private (0700) folder."""
+    import shutil
+    import zipfile
+
+    shared = shared_dir(tmp_path_factory, worker_id)
+    target = shared / "bundle"
+    with FileLock(str(shared / "bundle.lock")):
+        if not (target / ".unzipped").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            with zipfile.ZipFile(fast_build / "autograder" / "dist" / "autograder.zip") as archive:
+                archive.extractall(target)
+            os.chmod(target, 0o700)
+            (target / ".unzipped").touch()
+    return target
+
+
+@pytest.fixture(scope="session")
+def course(built_bundle: Path) -> Any:
+    from assignkit.grading.course import Course
+
+    return Course.from_bundle(built_bundle)
+
+
+@pytest.fixture(scope="session")
+def sandbox_user(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Any:
+    """The sandbox account (created by autograder/create_sandbox_user.sh) when root; ``None`` otherwise."""
+    if not is_root():
+        return None
+    return ensure_sandbox_user(TEST_USER, shared_dir(tmp_path_factory, worker_id))

@@ -22,7 +22,7 @@ from . import crosscheck, results
 from .child import __file__ as CHILD_FILE
 from .course import Course, notebook_ids
 from .runner import Limits, NotebookRun, ProbeJob, SandboxUser, run_notebook
-from .sandbox import Scratch, sweep
+from .sandbox import Scratch, lock_down, sweep
 from .scoring import CheckResult, load_hwcheck, measured_accuracy, score
 from .submission import MODEL_FILE, STUDENT_LOG, Submission, inspect_submission
 from .suites import Suite
@@ -113,6 +113,8 @@ class Grading:
 
     def run(self) -> Grading:
         self.results_dir.mkdir(parents=True, exist_ok=True)
+        if self.user is not None:
+            lock_down([self.results_dir])  # the sandbox account must not write (or read) the results
         results.write_json_atomic(self.results_dir / results.RESULTS_FILE, results.placeholder())
         try:
             self.hwcheck = load_hwcheck(self.course.hwcheck_path)

@@ -7,8 +7,10 @@ Protocol
     stdin, line 1: ``{"notebook": path, "runtime_dir": dir, "skip_ids": [...], "skip_cells": [...],
                       "skip_tag": tag}``
     stdin, line 2 (sent after the cells have run): ``{"checks": [{"name": ..., "source": ...}, ...],
-                      "replay": [...]}`` (``replay``: checks an earlier child already reported; they run again
-                      silently, before the others, so that helpers they define exist for later checks)
+                      "replay": [{"name": ..., "source": ..., "defs_only": bool}, ...]}``
+        ``replay``: checks an earlier child already ran. They run again silently, before the others, so that
+        helpers they define exist for later checks; for a check that hung or crashed (``defs_only``) only its
+        top-level imports, functions and classes are run.
     events, one JSON object per line, on the file descriptor named by ``HWGRADE_EVENTS_FD``:
         {"event": "cell_start", "index": i}            before each code cell that runs
         {"event": "cell", "index": i, "status": "ok" | "error", "error": "..."}
@@ -97,13 +99,32 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:MAX_ERROR]
 
 
+def definitions_only(source: str) -> str:
+    """The top-level imports, functions and classes of a check cell (nothing that calls student code)."""
+    import ast
+
+    try:
+        tree = ast.parse(shell_free(source))
+    except SyntaxError:
+        return ""
+    kept = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    tree.body = [node for node in tree.body if isinstance(node, kept)]
+    return ast.unparse(tree)
+
+
+def shell_free(source: str) -> str:
+    """Check cells are plain Python; drop IPython magic lines should one appear."""
+    return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+
+
 def replay_checks(shell: Any, checks: List[Dict[str, Any]]) -> None:
     import hwcheck
 
     for check in checks:
         hwcheck.use_probe_mode(lambda name, report: None)
         emit({"event": "replay", "name": check["name"]})
-        shell.run_cell(check["source"], store_history=False, silent=True)
+        source = definitions_only(check["source"]) if check.get("defs_only") else check["source"]
+        shell.run_cell(source, store_history=False, silent=True)
 
 
 def run_checks(shell: Any, checks: List[Dict[str, Any]]) -> None:

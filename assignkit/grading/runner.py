@@ -37,7 +37,7 @@ class Limits:
     file_bytes: int = 64 * 1024**2
     processes: int = 64
     output_bytes_kept: int = 64 * 1024
-    max_restarts: int = 3
+    max_restarts: int = 6
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,27 @@ class NotebookRun:
             self.listener(name, report, seconds)
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_signal() -> Callable[[], None]:
+    """A function for the forked child that asks Linux to SIGKILL it when the grader dies (no-op elsewhere).
+
+    So a grader killed by a time-out (Gradescope's, or a test's) never leaves a student process running.
+    libc is looked up here, in the grader, so the forked child only makes the call.
+    """
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def _limit_child(limits: Limits, user: Optional[SandboxUser]) -> Callable[[], None]:
+    die_with_parent = _parent_death_signal()
+
     def apply() -> None:
         import resource
 
@@ -99,6 +119,7 @@ def _limit_child(limits: Limits, user: Optional[SandboxUser]) -> Callable[[], No
             os.setgroups([])
             os.setgid(user.gid)
             os.setuid(user.uid)
+        die_with_parent()  # after the uid change, which would clear it
 
     return apply
 
@@ -172,6 +193,7 @@ class _Child:
         os.close(write_fd)
         self.events = os.fdopen(read_fd, "rb", buffering=0)
         self.buffer = b""
+        self.checks = job.checks
         self.drain = _OutputDrain(self.process.stdout, limits.output_bytes_kept)
         self.drain.start()
         self.peak_rss = 0
@@ -240,7 +262,7 @@ def run_notebook(job: ProbeJob, workdir: Path, runtime_dir: Path, *, limits: Lim
     started = time.monotonic()
     budget_end = started + limits.notebook_seconds
     remaining = [check for check in job.checks]
-    completed: List[Any] = []  # checks reported normally: replayed (silently) by a restarted child
+    completed: Dict[str, bool] = {}  # check -> ran to the end: replayed (silently) by a restarted child
     skip_cells: Set[int] = set()
     attempts = 0
     while True:
@@ -269,7 +291,14 @@ def run_notebook(job: ProbeJob, workdir: Path, runtime_dir: Path, *, limits: Lim
     return run
 
 
-def _drive(child: _Child, run: NotebookRun, remaining: List[Any], completed: List[Any], skip_cells: Set[int],
+def _replays(checks: Sequence[Any], completed: Dict[str, bool]) -> List[Dict[str, Any]]:
+    """What a restarted child re-runs before the remaining checks, in the original order: the checks that
+    ran to the end in full, and the definitions of those that hung or crashed."""
+    return [{"name": c.grade_id, "source": c.source, "defs_only": not completed[c.grade_id]}
+            for c in checks if c.grade_id in completed]
+
+
+def _drive(child: _Child, run: NotebookRun, remaining: List[Any], completed: Dict[str, bool], skip_cells: Set[int],
            limits: Limits, budget_end: float) -> bool:
     """Follow one child's events. Returns True when it finished normally; on a crash or timeout it records
     the culprit (a cell to skip next time, or a failed check) and returns False."""
@@ -290,6 +319,7 @@ def _drive(child: _Child, run: NotebookRun, remaining: List[Any], completed: Lis
                 run.report(current_check, {"error": {"type": "Timeout" if timed_out else "Crash",
                                                      "message": f"the check {what}"}},
                            time.monotonic() - check_started)
+                completed[current_check] = False
                 remaining[:] = [c for c in remaining if c.grade_id != current_check]
                 run.events.append(f"check {current_check} {what}")
             elif current_cell is not None:
@@ -318,7 +348,7 @@ def _drive(child: _Child, run: NotebookRun, remaining: List[Any], completed: Lis
             current_cell = None
             checks_sent = True
             child.send({"checks": [{"name": c.grade_id, "source": c.source} for c in remaining],
-                        "replay": [{"name": c.grade_id, "source": c.source} for c in completed]})
+                        "replay": _replays(child.checks, completed)})
             deadline = min(now + limits.check_seconds, budget_end)
         elif kind == "replay" and checks_sent:
             deadline = min(now + limits.check_seconds, budget_end)
@@ -331,7 +361,7 @@ def _drive(child: _Child, run: NotebookRun, remaining: List[Any], completed: Lis
             name = event.get("name")
             if name is not None and name == current_check and isinstance(event.get("report"), dict):
                 run.report(name, event["report"], now - check_started)
-                completed.extend(c for c in remaining if c.grade_id == name)
+                completed[name] = True
                 remaining[:] = [c for c in remaining if c.grade_id != name]
                 current_check = None
         elif kind == "done" and checks_sent:
