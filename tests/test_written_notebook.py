@@ -34,8 +34,8 @@ SEED_BEST = ("neural neural neural", -1.46)
 SEED_PRUNED_AT = 2
 SEED_EDGES = {("neural", "neural"): -0.8, ("neural neural", "neural"): -0.01}
 
-# Wrong answers, each aimed at one part. Every variant is graded once; the parts it does not touch
-# must keep their full points (one bad answer costs only its own part).
+# Edited answers, each aimed at one part. Every variant is graded once; the parts whose answers are
+# not wrong must keep their full points (one bad answer costs only its own part).
 UNSAFE = "__import__('os').system('touch /tmp/pwned')"
 ONE_BEAM = '''def beam_search(step_log_probs, k, length):
     beams = [((), 0.0)]
@@ -47,22 +47,43 @@ ONE_BEAM = '''def beam_search(step_log_probs, k, length):
     return beams
 '''
 ASCENDING = ONE_BEAM.replace("(-item[1], item[0])", "(item[1], item[0])").replace("[:1]", "[:k]")
+EXHAUSTIVE = '''def beam_search(step_log_probs, k, length):
+    import itertools
+    vocab_size = len(step_log_probs(()))
+    scored = []
+    for tokens in itertools.product(range(vocab_size), repeat=length):
+        total = 0.0
+        for i, token in enumerate(tokens):
+            total += float(step_log_probs(tokens[:i])[token])
+        scored.append((tokens, total))
+    return sorted(scored, key=lambda item: (-item[1], item[0]))[:k]  # the k best sequences: no pruning
+'''
+# Right answers written differently from the model answers: they must keep their points.
+ACCEPTED = {
+    "answer_t": 'answer_t = "t = w(w u1 + u2) + u3"',
+    "answer_dy_dw": 'answer_dy_dw = "dy_dw = 3w²u1 + 2·w·u2 + u3"',
+    "answer_edge_q": 'answer_edge_q = "w^2 * u1"',
+    "answer_edge_s": 'answer_edge_s = "r*w"',
+    "beam_t2": 'beam_t2 = [(("network", "neural"), -1.33), ("Neural  Network", -1.250)]',
+}
+# variant -> (edited answer cells, the answer cells whose checks must fail)
 VARIANTS = {
-    "a": {
+    "a": ({
         "answer_t": f"answer_t = {UNSAFE!r}",
         "answer_dy_dw": 'answer_dy_dw = "u3 + 2*w*u2"',  # the w^2 path is missing
         "answer_edge_s": 'answer_edge_s = "dy_ds * w"',
         "beam_t2": 'beam_t2 = [("neural network", -1.25), ("neural neural", -1.45)]',
         "beam_search": ONE_BEAM,
-    },
-    "b": {
+    }, {"answer_t", "answer_dy_dw", "answer_edge_s", "beam_t2", "beam_search"}),
+    "b": ({
         "answer_y": 'answer_y = "w*u3 + w^2*u2 + w^2*u1"',
         "answer_edge_q": 'answer_edge_q = "dy_dq"',  # forgot the factor p
         "answer_edge_y": 'answer_edge_y = "dy_dt * t"',
         "beam_t1": 'beam_t1 = [("neural", 0.52), ("network", 0.48)]',  # probabilities, not log-probabilities
         "beam_t3": 'beam_t3 = [("neural neural neural", -1.46), ("neural network network", -1.85)]',
         "beam_search": ASCENDING,
-    },
+    }, {"answer_y", "answer_edge_q", "answer_edge_y", "beam_t1", "beam_t3", "beam_search"}),
+    "c": ({**ACCEPTED, "beam_search": EXHAUSTIVE}, {"beam_search"}),
 }
 CHECK_OF = {
     "answer_t": ["test_backprop_t"], "answer_y": ["test_backprop_y"], "answer_dy_dw": ["test_backprop_dy_dw"],
@@ -168,7 +189,7 @@ def graded(fast_build: Path, all_goldens: dict, tmp_path_factory: pytest.TempPat
         "solution": solution,
         "release": json.loads((fast_build / "release" / "hw_rnn" / f"{NOTEBOOK}.ipynb").read_text()),
     }
-    for name, answers in VARIANTS.items():
+    for name, (answers, _) in VARIANTS.items():
         notebook = json.loads(json.dumps(solution))
         for grade_id, source in answers.items():
             set_answer(notebook, grade_id, source)
@@ -191,7 +212,7 @@ def test_blank_release_gets_nothing(graded):
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_wrong_answers_lose_exactly_their_parts(graded, variant):
     results = graded[variant]
-    expected_failures = {check for grade_id in VARIANTS[variant] for check in CHECK_OF[grade_id]}
+    expected_failures = {check for grade_id in VARIANTS[variant][1] for check in CHECK_OF[grade_id]}
     failed = {name for name, r in results.items() if r.points < r.max_points}
     assert failed == expected_failures, {name: results[name].message for name in failed ^ expected_failures}
     assert all(results[name].points == 0 for name in expected_failures)
