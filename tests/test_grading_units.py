@@ -1,0 +1,225 @@
+"""Unit tests of the grading pieces that need no kernel: submission checks, names, redaction, results files,
+cross-checks, hidden-check messages and the time and memory budget against Gradescope's defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Dict
+
+import pytest
+
+from assignkit.grading import autograde, crosscheck, redact, results, scoring, submission, suites, titles
+from assignkit.grading.runner import Limits
+from assignkit.grading.sandbox import names_only
+
+ROOT = Path(__file__).resolve().parents[1]
+HWCHECK = ROOT / "source" / "hw_rnn" / "hwcheck.py"
+
+
+def notebook(*cells: Dict[str, Any]) -> Dict[str, Any]:
+    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": list(cells)}
+
+
+def code(source: str, grade_id: str = "") -> Dict[str, Any]:
+    meta = {"nbgrader": {"grade_id": grade_id}} if grade_id else {}
+    return {"cell_type": "code", "metadata": meta, "source": source, "outputs": [], "execution_count": None}
+
+
+def markdown(source: str) -> Dict[str, Any]:
+    return {"cell_type": "markdown", "metadata": {}, "source": source}
+
+
+# -- submission ----------------------------------------------------------------------------------------
+
+
+def inspect(folder: Path) -> submission.Submission:
+    return submission.inspect_submission(folder, {"q_a.ipynb": ["a_cell"], "q_b.ipynb": ["b_cell"]})
+
+
+def test_files_are_found_by_name_in_subfolders_and_with_duplicate_suffixes(tmp_path: Path) -> None:
+    (tmp_path / "hw" / "deep").mkdir(parents=True)
+    (tmp_path / "hw" / "q_a.ipynb").write_text(json.dumps(notebook(code("x = 1", "a_cell"))))
+    (tmp_path / "hw" / "deep" / "q_a.ipynb").write_text(json.dumps(notebook()))
+    (tmp_path / "Q_B (1).ipynb").write_text(json.dumps(notebook(code("y = 2", "b_cell"))))
+    (tmp_path / "surname_model.pt").write_bytes(b"PK\x03\x04 model")
+    found = inspect(tmp_path)
+    assert found.file("q_a.ipynb").relative == os.path.join("hw", "q_a.ipynb")
+    assert any("other file" in note for note in found.file("q_a.ipynb").notes)
+    assert found.file("q_b.ipynb").usable and "used 'Q_B (1).ipynb'" in found.file("q_b.ipynb").notes[0]
+    assert len(found.file("surname_model.pt").sha256) == 64
+    assert found.file("submission_log.json").problem == "is missing from the submission"
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (b"", "is empty"),
+    (b"   \n", "is empty"),
+    (b'{"cells": [', "is not valid notebook JSON"),
+    (b"\xff\xfe\x00garbage", "is not a text file"),
+    (b"[1, 2]", "is JSON but not a notebook"),
+    (b'{"nbformat": 3, "worksheets": []}', "old notebook format 3"),
+    (b'{"nbformat": 4, "cells": {}}', "without a list of cells"),
+    (b'{"nbformat": 4, "cells": [{"cell_type": "widget"}]}', "malformed cell"),
+    (b'{"nbformat": 4, "cells": [{"cell_type": "code", "source": 7}]}', "malformed cell source"),
+])
+def test_broken_notebooks_are_reported_by_name(tmp_path: Path, content: bytes, problem: str) -> None:
+    (tmp_path / "q_a.ipynb").write_bytes(content)
+    found = inspect(tmp_path).file("q_a.ipynb")
+    assert not found.usable and problem in found.problem
+
+
+def test_another_notebook_under_the_right_name_is_noted(tmp_path: Path) -> None:
+    (tmp_path / "q_a.ipynb").write_text(json.dumps(notebook(code("print(1)", "b_cell"))))
+    found = inspect(tmp_path).file("q_a.ipynb")
+    assert found.usable and "another notebook" in found.notes[0]
+
+
+def test_symlinks_are_never_followed(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps(notebook(code("x", "a_cell"))))
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    (folder / "q_a.ipynb").symlink_to(secret)
+    found = inspect(folder)
+    assert found.file("q_a.ipynb").path is None and found.skipped_links == ["q_a.ipynb"]
+
+
+def test_size_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(submission.SIZE_LIMITS, ".ipynb", 100)
+    (tmp_path / "q_a.ipynb").write_text(json.dumps(notebook(code("x = 1" * 50, "a_cell"))))
+    assert "larger than" in inspect(tmp_path).file("q_a.ipynb").problem
+
+
+# -- names and suites ----------------------------------------------------------------------------------
+
+
+def test_titles_come_from_the_nearest_numbered_heading() -> None:
+    nb = notebook(markdown("# Title"), markdown("## 2.A The *classifier*"), code("", "test_clf_public"),
+                  markdown("### Looking at it"), code("", "test_clf_hidden"), code("", "test_other_hidden"),
+                  markdown("## Unnumbered"), code("", "test_last_public"))
+    checks = [SimpleNamespace(grade_id=g, hidden=g.endswith("hidden"))
+              for g in ("test_clf_public", "test_clf_hidden", "test_other_hidden", "test_last_public")]
+    names = titles.check_titles(nb, "q.ipynb", checks)
+    assert names["test_clf_public"] == "2.A The classifier — public check (clf)"
+    assert names["test_clf_hidden"] == "2.A The classifier — hidden checks (clf)"
+    assert names["test_other_hidden"] == "2.A The classifier — hidden checks (other)"
+    assert names["test_last_public"] == "2.A The classifier — public check (last)"
+    assert len(set(names.values())) == 4
+
+
+def test_suites_round_trip_through_json(tmp_path: Path) -> None:
+    suite = suites.Suite("q_a", (suites.SuiteCheck("test_x", "q_a", 2.0, True, "src", "title"),), ("skip",),
+                         {"written": 3.0}, ("a_cell",))
+    suites.write(tmp_path / "s.json", [suite])
+    assert suites.load(tmp_path / "s.json") == [suite]
+
+
+# -- redaction and hidden messages ---------------------------------------------------------------------
+
+
+def test_redactor_withholds_hidden_source_lines_and_golden_numbers() -> None:
+    source = "# public part\n### BEGIN HIDDEN TESTS\ndef probe_secret_thing():\n    return 42\n### END HIDDEN TESTS\n"
+    goldens = {"test_x": {"values": {"a": {"kind": "array", "shape": [1], "values": [0.123456789012]}}}}
+    redactor = redact.Redactor([source], goldens)
+    assert redactor("fine: max abs error 0.5") == "fine: max abs error 0.5"
+    assert redactor("line one\nValueError: def   probe_secret_thing():") == f"line one\n{redact.WITHHELD}"
+    assert redact.WITHHELD in redactor("got 0.12345678901234 somewhere")
+    assert "# public part" not in redactor.lines
+
+
+def test_hidden_messages_hold_no_numbers_derived_from_goldens() -> None:
+    hwcheck = scoring.load_hwcheck(HWCHECK)
+    golden = {"values": {"case0/y": {"kind": "array", "shape": [2, 3], "values": [0.5] * 6},
+                         "case1/y": {"kind": "array", "shape": [2], "values": [0.25, 0.75]}}}
+    check = SimpleNamespace(grade_id="test_h", notebook="q", points=2.0, hidden=True)
+    report = {"values": {"case0/y": hwcheck.encode([[0.0] * 3] * 2), "case1/y": hwcheck.encode([0.25, 0.75, 1.0])}}
+    result = scoring.score(check, report, golden, hwcheck)
+    assert result.points == 0
+    assert result.message == "case0/y: values differ from the expected ones; case1/y: wrong shape"
+    public = scoring.score(SimpleNamespace(grade_id="p", notebook="q", points=1.0, hidden=False), report, golden,
+                           hwcheck)
+    assert "expected 0.5" in public.message
+
+
+def test_hidden_errors_do_not_show_student_text() -> None:
+    hwcheck = scoring.load_hwcheck(HWCHECK)
+    check = SimpleNamespace(grade_id="test_h", notebook="q", points=2.0, hidden=True)
+    report = {"error": {"type": "ValueError", "message": "ValueError: here is the hidden source"}}
+    result = scoring.score(check, report, {"values": {}}, hwcheck)
+    assert "hidden source" not in result.message and "ValueError" in result.message
+
+
+# -- results files -------------------------------------------------------------------------------------
+
+
+def test_results_are_replaced_atomically_under_concurrent_reads(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    results.write_json_atomic(path, results.placeholder())
+    stop = threading.Event()
+    seen = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            seen.append(json.loads(path.read_text())["output"])
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for index in range(200):
+        results.write_json_atomic(path, {**results.placeholder(), "output": "x" * (index * 97)})
+    stop.set()
+    thread.join()
+    assert seen and sorted(os.listdir(tmp_path)) == ["results.json"]
+
+
+def test_placeholder_is_a_valid_zero_result() -> None:
+    placeholder = results.placeholder()
+    assert placeholder["score"] == 0 and placeholder["tests"] == [] and "did not finish" in placeholder["output"]
+
+
+# -- cross-checks of the student's log -----------------------------------------------------------------
+
+
+def found(name: str, content: Any = None, sha: str = "") -> submission.SubmittedFile:
+    return submission.SubmittedFile(name, path=Path(name), sha256=sha, content=content)
+
+
+def test_cross_check_flags_a_forged_log() -> None:
+    log = found("submission_log.json", {"model": {"surname_model_sha256": "ab" * 32},
+                                        "history": {"test_accuracy": [0.5, 0.7, 1.0]}})
+    model = found("surname_model.pt", sha="cd" * 32)
+    notes = crosscheck.cross_check(log, {"surname_model.pt": model}, measured_accuracy=0.62)
+    assert any("DISAGREES" in note and "sha256" in note for note in notes)
+    assert any("DISAGREES" in note and "100.0%" in note and "62.0%" in note for note in notes)
+
+
+def test_cross_check_agrees_with_an_honest_log() -> None:
+    log = found("submission_log.json", {"surname_model.pt": {"sha256": "cd" * 32}, "public_test_accuracy": 79.5})
+    notes = crosscheck.cross_check(log, {"surname_model.pt": found("surname_model.pt", sha="cd" * 32)}, 0.78)
+    assert not any("DISAGREES" in note for note in notes) and any("matches" in note for note in notes)
+
+
+def test_names_only_keeps_inputs_and_drops_labels() -> None:
+    assert names_only("name\tlanguage\nSmith\tEnglish\nMüller\tGerman\n") == "name\nSmith\nMüller\n"
+    assert names_only("id\tlabel\n1\tx\n") is None
+
+
+# -- the budget against Gradescope's defaults (10 minutes, 768 MB) --------------------------------------
+
+
+def test_default_limits_fit_gradescope_with_margin() -> None:
+    """Worst case of the default configuration, by construction, against Gradescope's 600 s and 768 MB.
+
+    Notebooks run one after the other; each gets at most its fair share of TOTAL_SECONDS and never more than
+    notebook_seconds, and the runner enforces that budget on cells, checks and restarts alike (a child is
+    killed at the budget's end). So grading ends within TOTAL_SECONDS plus start-up and the final writes.
+    """
+    limits = Limits()
+    assert autograde.TOTAL_SECONDS + autograde.STARTUP_RESERVE_SECONDS <= 600 - 60
+    assert limits.cell_seconds < limits.notebook_seconds and limits.check_seconds < limits.notebook_seconds
+    assert limits.cpu_seconds >= limits.notebook_seconds  # wall time, not CPU time, is what stops a hung child
+    grader_mb, child_mb = 80, limits.data_bytes / 1024**2  # the grader imports no torch (~40 MB measured)
+    torch_code_mb = 150  # torch's shared libraries: file-backed, outside RLIMIT_DATA (~130 MB resident measured)
+    assert grader_mb + child_mb + torch_code_mb <= 700  # one child at a time; Gradescope's default is 768 MB
