@@ -132,3 +132,12 @@ def test_reference_layers_match_torch_modules(hwcheck):
             getattr(torch_lstm, name).copy_(value)
     x = torch.randn(2, 4, 3, dtype=torch.float64)
     assert torch.allclose(layer(x)[0], torch_lstm(x)[0])
+
+
+def test_digest_goldens_hide_the_values_but_still_compare(hwcheck):
+    answer = hwcheck.encode(torch.tensor([-1.85, -1.93], dtype=torch.float64))
+    golden = hwcheck.to_golden(answer, spec={"kind": "digest"})
+    assert set(golden) == {"kind", "sha256"} and "1.85" not in json.dumps(golden)
+    assert hwcheck.compare_value("log_probs", hwcheck.encode(torch.tensor([-1.85 + 1e-12, -1.93])), golden) is None
+    message = hwcheck.compare_value("log_probs", hwcheck.encode(torch.tensor([-1.85, -1.94])), golden)
+    assert message == "log_probs: does not match the expected result"
