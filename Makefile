@@ -6,7 +6,7 @@ PY := $(BIN)/python
 INSTALLED := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv release test test-fast bench data lint grade clean
+.PHONY: venv release test bench data data-check lint grade clean
 
 $(INSTALLED): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: $(INSTALLED)
 ## make data: rebuild the surname dataset from the pinned packages
 data: $(INSTALLED)
 	$(PY) -m assignkit.surnames.build --out-root .
+
+## make data-check: fail if the committed dataset differs from a fresh build
+data-check: $(INSTALLED)
+	$(PY) -m assignkit.surnames.build --out-root . --check
 
 lint: $(INSTALLED)
 	$(PY) -m ruff check .
