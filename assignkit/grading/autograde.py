@@ -64,6 +64,16 @@ def library_versions() -> Dict[str, Optional[str]]:
     return versions
 
 
+def process_usage() -> Dict[str, float]:
+    """CPU seconds and peak RSS of this (grader) process, and CPU seconds of its finished children."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"cpu_seconds": round(own.ru_utime + own.ru_stime, 3), "peak_rss_bytes": own.ru_maxrss * 1024,
+            "children_cpu_seconds": round(children.ru_utime + children.ru_stime, 3)}
+
+
 def cell_label(notebook: Any, index: int) -> str:
     """``code cell 6 ("class RNNLayer(...")``: 1-based among code cells, with its first line."""
     code = [c for c in notebook.get("cells", []) if isinstance(c, dict) and c.get("cell_type") == "code"]
@@ -296,7 +306,7 @@ class Grading:
                             "executable": sys.executable, "libraries": library_versions()},
             "grader": {"course": self.course.origin, "sandbox_uid": self.user.uid if self.user else None,
                        "pid": os.getpid(), "limits": dataclasses.asdict(self.limits),
-                       "total_seconds": self.total_seconds},
+                       "total_seconds": self.total_seconds, "usage": process_usage()},
             "files": {} if submission is None else {
                 name: {"found_as": found.relative or None, "bytes": found.size, "sha256": found.sha256 or None,
                        "problem": found.problem or None, "notes": found.notes}

@@ -1,0 +1,264 @@
+"""Benchmark of the autograder for ``make bench``: ``run()`` grades the full solution submission and compares
+with ``nbgrader autograde`` and ``otter run`` on the same notebooks.
+
+For each tool: wall seconds, CPU seconds of every process involved (``getrusage(RUSAGE_CHILDREN)`` around
+the command), and peak memory summed over the processes alive at the same time (sampled with psutil
+every 50 ms over the whole process tree). For our grader the per-process numbers come from its
+submission_log.json: the grader's own CPU and peak RSS, and each sandboxed child's wall, CPU and peak RSS
+(read by the runner from /proc). Targets (Gradescope defaults, with margin): <= 60 CPU-seconds and
+<= 700 MB summed over processes alive at the same time.
+
+Needs a built course (``make release``): solutions/, autograder/dist/autograder.zip, gradebook.db.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parents[2]
+ASSIGNMENT = "hw_rnn"
+CPU_TARGET_SECONDS = 60.0
+MEMORY_TARGET_MB = 700.0
+MB = 1024 * 1024
+
+
+class TreeSampler(threading.Thread):
+    """Samples the summed RSS of a process and all its descendants; keeps the peak (and the largest process)."""
+
+    def __init__(self, pid: int, every: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every = pid, every
+        self.peak_sum = 0
+        self.peak_single = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.Error:
+            return
+        while not self.stop.is_set():
+            total = 0
+            try:
+                processes = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                return
+            for process in processes:
+                try:
+                    rss = process.memory_info().rss
+                except psutil.Error:
+                    continue
+                total += rss
+                self.peak_single = max(self.peak_single, rss)
+            self.peak_sum = max(self.peak_sum, total)
+            self.stop.wait(self.every)
+
+
+def measure(command: List[str], cwd: Path, env: Optional[Dict[str, str]] = None, timeout: float = 900
+            ) -> Dict[str, Any]:
+    """Run ``command``; wall and CPU seconds (all its processes) and sampled peak memory."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=str(cwd), env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    sampler = TreeSampler(process.pid)
+    sampler.start()
+    output, _ = process.communicate(timeout=timeout)
+    wall = time.perf_counter() - started
+    sampler.stop.set()
+    sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"returncode": process.returncode, "wall_seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
+            "peak_mb_summed": round(sampler.peak_sum / MB), "peak_mb_largest_process": round(sampler.peak_single / MB),
+            "output_tail": output[-1500:] if process.returncode else ""}
+
+
+def solution_submission(root: Path, target: Path) -> Path:
+    """The full solution submission: every solution notebook, plus the trained model and log if built."""
+    target.mkdir(parents=True, exist_ok=True)
+    solutions = root / "solutions" / ASSIGNMENT
+    for notebook in sorted(solutions.glob("q_*.ipynb")):
+        shutil.copyfile(notebook, target / notebook.name)
+    for name in ("surname_model.pt", "submission_log.json"):
+        for place in (solutions, root / "source" / ASSIGNMENT):
+            if (place / name).is_file():
+                shutil.copyfile(place / name, target / name)
+                break
+    return target
+
+
+def bench_ours(root: Path, work: Path, submission: Path) -> Dict[str, Any]:
+    bundle = root / "autograder" / "dist" / "autograder.zip"
+    out = work / "ours"
+    command = [sys.executable, "-m", "assignkit.grading.grade", str(submission), "--out", str(out)]
+    command += ["--bundle", str(bundle)] if bundle.is_file() else ["--course", str(root)]
+    result = measure(command, ROOT)
+    log = json.loads((out / "submission_log.json").read_text())
+    usage = log["grader"]["usage"]
+    children = {name: {"wall_seconds": round(o["wall_seconds"], 2), "cpu_seconds": round(o["cpu_seconds"], 2),
+                       "peak_rss_mb": round(o["peak_rss_bytes"] / MB), "sandboxed_runs": o["children"]}
+                for name, o in log["notebooks"].items() if o["status"] == "graded"}
+    result.update({
+        "score": log["score"], "max_score": log["max_score"],
+        "grader": {"cpu_seconds": usage["cpu_seconds"], "peak_rss_mb": round(usage["peak_rss_bytes"] / MB)},
+        "children": children,
+        "peak_mb_alive_together": round(usage["peak_rss_bytes"] / MB)
+        + max((c["peak_rss_mb"] for c in children.values()), default=0),
+    })
+    return result
+
+
+def bench_nbgrader(root: Path, work: Path, submission: Path) -> Dict[str, Any]:
+    """Real ``nbgrader autograde`` of the same notebooks, in a copy of the course (gradebook included)."""
+    if not (root / "gradebook.db").is_file():
+        return {"skipped": "no gradebook.db: run `make release` first"}
+    course = work / "nbgrader_course"
+    shutil.copytree(root / "source", course / "source")
+    shutil.copy2(root / "nbgrader_config.py", course / "nbgrader_config.py")
+    shutil.copy2(root / "gradebook.db", course / "gradebook.db")
+    student = course / "submitted" / "bench_student" / ASSIGNMENT
+    student.mkdir(parents=True)
+    for path in submission.iterdir():
+        shutil.copyfile(path, student / path.name)
+    command = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--student", "bench_student", "--force",
+               "--log-level", "WARN"]
+    env = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    return measure(command, course, env)
+
+
+OTTER_TEST = '''OK_FORMAT = False
+
+from otter.test_files import test_case
+
+name = {name!r}
+points = {points!r}
+SOURCE = {source!r}
+
+
+@test_case(points={points!r}, hidden={hidden!r})
+def test_check(env):
+    exec(compile(SOURCE, {name!r}, "exec"), env)
+'''
+
+
+def otter_zip(path: Path, suite: Any, course_files: Dict[str, bytes]) -> Path:
+    """An otter autograder zip whose tests run this notebook's checks (hidden ones included) in the kernel."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("otter_config.json", json.dumps({"lang": "python"}))
+        archive.writestr("requirements.txt", "")
+        for check in suite.checks:
+            archive.writestr(f"tests/{check.grade_id}.py", OTTER_TEST.format(
+                name=check.grade_id, points=check.points, source=check.source, hidden=check.hidden))
+        for name, content in course_files.items():
+            archive.writestr(f"files/{name}", content)
+    return path
+
+
+def bench_otter(root: Path, work: Path, submission: Path) -> Dict[str, Any]:
+    """``otter run`` of each notebook (otter grades one notebook per run), the checks as otter test files.
+
+    Otter executes the notebook and its tests in one kernel, so this is a timing comparison only.
+    """
+    from .course import Course
+
+    course = Course.from_repo(root)
+    files = {"public_goldens.json": json.dumps(course.public_goldens).encode(),
+             "hidden_goldens.json": json.dumps(course.hidden_goldens).encode()}
+    files.update({path.name: path.read_bytes() for path in course.runtime_files})
+    files.update({relative: path.read_bytes() for relative, path in course.public_data})
+    totals = {"wall_seconds": 0.0, "cpu_seconds": 0.0, "peak_mb_summed": 0, "score": 0.0, "runs": []}
+    for suite in course.suites:
+        notebook = submission / suite.filename
+        if not notebook.is_file():
+            continue
+        archive = otter_zip(work / f"otter-{suite.name}.zip", suite, files)
+        out = work / f"otter-{suite.name}"
+        out.mkdir()
+        result = measure([sys.executable, "-m", "otter", "run", "-a", str(archive), "-o", str(out), "--no-logo",
+                          str(notebook)], work, {"HWCHECK_GOLDENS": "hidden_goldens.json", "HW_FAST": "1"})
+        if result["returncode"] != 0 or not (out / "results.json").is_file():
+            return {"skipped": f"otter run failed on {suite.filename}: {result['output_tail'][-600:]}"}
+        graded = json.loads((out / "results.json").read_text())
+        score = sum(test.get("score", 0) for test in graded.get("tests", []) if "max_score" in test)
+        totals["runs"].append({"notebook": suite.filename, **{k: result[k] for k in (
+            "wall_seconds", "cpu_seconds", "peak_mb_summed")}, "score": score})
+        totals["wall_seconds"] += result["wall_seconds"]
+        totals["cpu_seconds"] += result["cpu_seconds"]
+        totals["peak_mb_summed"] = max(totals["peak_mb_summed"], result["peak_mb_summed"])
+        totals["score"] += score
+    return totals
+
+
+def markdown(results: Dict[str, Any]) -> str:
+    ours = results["ours"]
+    lines = ["| grading the full solution | wall s | CPU s (all processes) | peak MB (alive together) | score |",
+             "| --- | --- | --- | --- | --- |",
+             f"| this autograder (sandboxed) | {ours['wall_seconds']} | {ours['cpu_seconds']} | "
+             f"{ours['peak_mb_summed']} | {ours['score']:g} / {ours['max_score']:g} |"]
+    for tool in ("nbgrader", "otter"):
+        other = results.get(tool, {})
+        if "skipped" in other or not other:
+            lines.append(f"| {tool} | skipped: {other.get('skipped', 'not run')[:80]} | | | |")
+            continue
+        lines.append(f"| {'nbgrader autograde' if tool == 'nbgrader' else 'otter run'} | {other['wall_seconds']:.2f} "
+                     f"| {other['cpu_seconds']:.2f} | {other['peak_mb_summed']} | {other.get('score', '')} |")
+    lines += ["", "| process (this autograder) | wall s | CPU s | peak RSS MB |", "| --- | --- | --- | --- |",
+              f"| grader | {ours['wall_seconds']} | {ours['grader']['cpu_seconds']} | "
+              f"{ours['grader']['peak_rss_mb']} |"]
+    for name, child in ours["children"].items():
+        lines.append(f"| sandboxed child, {name} ({child['sandboxed_runs']} run) | {child['wall_seconds']} | "
+                     f"{child['cpu_seconds']} | {child['peak_rss_mb']} |")
+    ratios = results.get("ratios", {})
+    if ratios:
+        lines += ["", "Ratios (this autograder / other): " + ", ".join(f"{k} {v}" for k, v in ratios.items())]
+    return "\n".join(lines)
+
+
+def ratios(ours: Dict[str, Any], others: Dict[str, Dict[str, Any]]) -> Dict[str, float]:
+    found = {}
+    for tool, other in others.items():
+        if "skipped" in other or not other.get("wall_seconds"):
+            continue
+        for key in ("wall_seconds", "cpu_seconds", "peak_mb_summed"):
+            if other.get(key):
+                found[f"{key} vs {tool}"] = round(ours[key] / other[key], 2)
+    return found
+
+
+def run(root: Path = ROOT) -> Dict[str, Any]:
+    """Grade the full solution with this autograder, nbgrader autograde and otter run; numbers and ratios."""
+    if not (root / "solutions" / ASSIGNMENT).is_dir():
+        return {"skipped": "no solutions/: run `make release` first"}
+    with tempfile.TemporaryDirectory(prefix="hwbench-") as folder:
+        work = Path(folder)
+        submission = solution_submission(root, work / "submission")
+        results: Dict[str, Any] = {"ours": bench_ours(root, work, submission)}
+        results["nbgrader"] = bench_nbgrader(root, work, submission)
+        results["otter"] = bench_otter(root, work, submission)
+    ours = results["ours"]
+    results["ratios"] = ratios(ours, {"nbgrader": results["nbgrader"], "otter": results["otter"]})
+    results["targets"] = {
+        "cpu_seconds <= 60": ours["cpu_seconds"] <= CPU_TARGET_SECONDS,
+        "peak MB alive together <= 700": max(ours["peak_mb_summed"], ours["peak_mb_alive_together"])
+        <= MEMORY_TARGET_MB,
+    }
+    results["markdown"] = markdown(results)
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT), indent=1))
