@@ -201,6 +201,18 @@ def test_cross_check_agrees_with_an_honest_log() -> None:
     assert not any("DISAGREES" in note for note in notes) and any("matches" in note for note in notes)
 
 
+def test_cross_check_reads_the_notebook_log_format() -> None:
+    """The layout of source/hw_rnn/submission_log.schema.json: weights.sha256 and a top-level accuracy."""
+    log = found("submission_log.json", {
+        "weights": {"file": "surname_model.pt", "sha256": "cd" * 32, "bytes": 10},
+        "source_sha256": {"RecurrentClassifier.forward": "ef" * 32},
+        "training": {"epochs": [{"epoch": e, "public_test_accuracy": 0.99} for e in range(12)]},
+        "public_test_accuracy": 0.81})
+    notes = crosscheck.cross_check(log, {"surname_model.pt": found("surname_model.pt", sha="cd" * 32)}, 0.79)
+    assert any("matches the uploaded file" in note for note in notes)
+    assert any("81.0% (at /public_test_accuracy)" in note and "DISAGREES" not in note for note in notes)
+
+
 def test_names_only_keeps_inputs_and_drops_labels() -> None:
     assert names_only("name\tlanguage\nSmith\tEnglish\nMüller\tGerman\n") == "name\nSmith\nMüller\n"
     assert names_only("id\tlabel\n1\tx\n") is None

@@ -66,12 +66,19 @@ def find_claims(log: Any) -> Claims:
 
 
 def claimed_accuracy(claims: Claims) -> Optional[Tuple[str, float]]:
-    """The accuracy that best looks like a test-set accuracy (public > test > eval > val)."""
+    """The accuracy that best looks like the final test-set accuracy: public > test > eval > val, and the
+    least nested one (a top-level ``public_test_accuracy`` over the per-epoch history)."""
     for word in _ACCURACY_PREFERENCE:
         matching = [claim for claim in claims.accuracies if word in claim[0].lower()]
         if matching:
-            return matching[-1]
+            return min(matching, key=lambda claim: (claim[0].count("/"), claim[0]))
     return None
+
+
+def model_digests(claims: Claims) -> List[Tuple[str, str]]:
+    """The digests that describe the weights file (``/weights/sha256``, ``/model_sha256`` ...), not the code."""
+    return [(path, digest) for path, digest in claims.digests
+            if ("model" in path.lower() or "weights" in path.lower()) and "source" not in path.lower()]
 
 
 def cross_check(log: SubmittedFile, files: Dict[str, SubmittedFile], measured_accuracy: Optional[float]
@@ -84,7 +91,7 @@ def cross_check(log: SubmittedFile, files: Dict[str, SubmittedFile], measured_ac
     claims = find_claims(log.content)
     notes = []
     model = files.get(MODEL_FILE)
-    model_claims = [(path, digest) for path, digest in claims.digests if "model" in path.lower()]
+    model_claims = model_digests(claims)
     if model is not None and model.sha256 and model_claims:
         path, digest = model_claims[0]
         if digest == model.sha256:
