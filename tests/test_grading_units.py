@@ -64,6 +64,7 @@ def test_files_are_found_by_name_in_subfolders_and_with_duplicate_suffixes(tmp_p
     (b'{"nbformat": 4, "cells": {}}', "without a list of cells"),
     (b'{"nbformat": 4, "cells": [{"cell_type": "widget"}]}', "malformed cell"),
     (b'{"nbformat": 4, "cells": [{"cell_type": "code", "source": 7}]}', "malformed cell source"),
+    (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
 ])
 def test_broken_notebooks_are_reported_by_name(tmp_path: Path, content: bytes, problem: str) -> None:
     (tmp_path / "q_a.ipynb").write_bytes(content)

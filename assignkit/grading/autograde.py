@@ -9,6 +9,7 @@ are rewritten atomically after every check, so an interrupted grading still leav
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import sys
@@ -144,7 +145,10 @@ class Grading:
         assert self.submission is not None
         scratch = Scratch(self.user, self.scratch_base)
         try:
-            runtime = scratch.install_runtime([*self.course.runtime_files, Path(CHILD_FILE)])
+            # The public goldens too, so a check a student copies into a cell of their own behaves as in Jupyter.
+            public = json.dumps(self.course.public_goldens, sort_keys=True).encode("utf-8")
+            runtime = scratch.install_runtime([*self.course.runtime_files, Path(CHILD_FILE)],
+                                              {"public_goldens.json": public})
             pending = [suite for suite in self.course.suites]
             while pending:
                 suite = pending.pop(0)

@@ -114,12 +114,15 @@ class Scratch:
         self.runtime.mkdir(mode=0o755)
         os.chmod(self.runtime, 0o755)
 
-    def install_runtime(self, files: Iterable[Path]) -> Path:
-        """Copy the child's trusted modules into ``runtime/`` (read-only for the sandbox user)."""
+    def install_runtime(self, files: Iterable[Path], written: Optional[Mapping[str, bytes]] = None) -> Path:
+        """Copy the child's trusted modules (and ``written``: ``{name: bytes}``) into ``runtime/``, read-only
+        for the sandbox user."""
         for source in files:
-            target = self.runtime / source.name
-            shutil.copyfile(source, target)
-            os.chmod(target, 0o644)
+            shutil.copyfile(source, self.runtime / source.name)
+        for name, content in (written or {}).items():
+            (self.runtime / name).write_bytes(content)
+        for path in self.runtime.iterdir():
+            os.chmod(path, 0o644)
         return self.runtime
 
     def workdir(self, name: str, public_data: Sequence[Tuple[str, Path]], hidden_dir: Optional[Path],

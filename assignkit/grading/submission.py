@@ -137,6 +137,8 @@ def notebook_problem(data: bytes) -> Tuple[str, Any]:
         notebook = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
         return "is not a text file (not UTF-8)", None
+    except RecursionError:
+        return "is not a notebook (its JSON is nested too deeply)", None
     except ValueError as error:
         line = getattr(error, "lineno", "?")
         return f"is not valid notebook JSON (broken at line {line}); re-download it from Jupyter", None
@@ -190,7 +192,7 @@ def inspect_file(found: SubmittedFile, expected_ids: Sequence[str] = ()) -> Subm
             found.content = json.loads(data.decode("utf-8-sig")) if data.strip() else None
             if found.content is None:
                 found.problem = "is empty"
-        except ValueError:
+        except (ValueError, RecursionError):
             found.problem = "is not valid JSON"
     elif not data:
         found.problem = "is empty"
