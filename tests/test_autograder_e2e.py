@@ -47,13 +47,13 @@ def notebooks_of(folder: Path) -> Dict[str, Path]:
 
 
 def solution_files(build: Path) -> Dict[str, Path]:
-    """The solution notebooks, plus a trained surname_model.pt if the build left one."""
+    """The solution notebooks, plus the surname_model.pt and submission_log.json the build's run wrote."""
     files = notebooks_of(build / "solutions" / "hw_rnn")
-    for place in ("solutions", "source", "release"):
-        model = build / place / "hw_rnn" / "surname_model.pt"
-        if model.is_file():
-            files["surname_model.pt"] = model
-            break
+    for name in ("surname_model.pt", "submission_log.json"):
+        for place in ("solutions", "source"):
+            if (build / place / "hw_rnn" / name).is_file():
+                files[name] = build / place / "hw_rnn" / name
+                break
     return files
 
 

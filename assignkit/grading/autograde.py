@@ -33,6 +33,7 @@ TOTAL_SECONDS = 480.0
 STARTUP_RESERVE_SECONDS = 30.0
 MIN_NOTEBOOK_SECONDS = 5.0
 MAX_CELL_NOTES = 8
+HIDDEN_SURNAMES = "surnames_test_hidden.tsv"
 LIBRARIES = ("torch", "numpy", "ipython", "matplotlib", "otter-grader", "nbgrader")
 
 
@@ -63,6 +64,16 @@ def library_versions() -> Dict[str, Optional[str]]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def hidden_data_env(workdir: Path) -> Dict[str, str]:
+    """Where the sandbox finds the hidden inputs (names only): ``$HWGRADE_HIDDEN_DATA`` (a folder, also
+    ``./hidden_data``), and ``$HW_HIDDEN_SURNAMES`` (the surname file the classifier's hidden check reads)."""
+    folder = workdir / "hidden_data"
+    env = {"HWGRADE_HIDDEN_DATA": str(folder)}
+    if (folder / HIDDEN_SURNAMES).is_file():
+        env["HW_HIDDEN_SURNAMES"] = str(folder / HIDDEN_SURNAMES)
+    return env
 
 
 def process_usage() -> Dict[str, float]:
@@ -183,8 +194,7 @@ class Grading:
         if model.usable:
             files[MODEL_FILE] = model.path
         workdir = scratch.workdir(suite.name, self.course.public_data, self.course.hidden_data_dir, files)
-        job = ProbeJob(workdir / suite.filename, suite.checks, suite.skip_ids,
-                       env={"HWGRADE_HIDDEN_DATA": str(workdir / "hidden_data")})
+        job = ProbeJob(workdir / suite.filename, suite.checks, suite.skip_ids, env=hidden_data_env(workdir))
         by_name = {check.grade_id: check for check in suite.checks}
 
         def listener(name: str, report: Dict[str, Any], seconds: float) -> None:

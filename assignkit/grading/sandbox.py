@@ -12,8 +12,6 @@ The bundle, the goldens and the results folder stay ``0700`` root, so the sandbo
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import pwd
 import shutil
@@ -88,19 +86,20 @@ def _give(path: Path, user: Optional[SandboxUser]) -> None:
 
 
 def names_only(text: str, keep: Iterable[str] = HIDDEN_INPUT_COLUMNS) -> Optional[str]:
-    """A TSV with only its input columns (``name``); ``None`` when it has none (then it is not shared)."""
-    rows = list(csv.reader(io.StringIO(text), delimiter="\t"))
-    if not rows:
+    """A TSV with only its input columns (``name``), bytes of each field unchanged; ``None`` when it has none
+    (then it is not shared with the sandbox at all)."""
+    lines = text.splitlines()
+    if not lines:
         return None
-    header = rows[0]
+    header = lines[0].split("\t")
     indices = [header.index(column) for column in keep if column in header]
     if not indices:
         return None
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter="\t", lineterminator="\n")
-    for row in rows:
-        writer.writerow([row[i] if i < len(row) else "" for i in indices])
-    return out.getvalue()
+    out = []
+    for line in lines:
+        fields = line.split("\t")
+        out.append("\t".join(fields[i] if i < len(fields) else "" for i in indices))
+    return "\n".join(out) + "\n"
 
 
 class Scratch:
