@@ -36,7 +36,7 @@ CHECK = '''# Hidden check of the classifier (synthetic stand-in for the surname 
 import csv, os
 
 def probe_surnames_hidden():
-    for secret in ({bundle!r},):
+    for secret in ({bundle!r},) if {sandboxed!r} else ():
         try:
             open(secret).read()
             raise RuntimeError("the sandbox could read " + secret)
@@ -53,15 +53,15 @@ hwcheck.check("test_surnames_hidden", probe_surnames_hidden)
 '''
 
 
-def synthetic_course(folder: Path) -> Course:
+def synthetic_course(folder: Path, sandboxed: bool) -> Course:
     hidden_dir = folder / "bundle" / "hidden_data"
     hidden_dir.mkdir(parents=True)
     tsv = hidden_dir / "surnames_test_hidden.tsv"
     tsv.write_text("name\tlanguage\n" + "".join(f"{n}\t{lang}\n" for n, lang in NAMES), encoding="utf-8")
     os.chmod(folder / "bundle", 0o700)
     labels = [LANGUAGES.index(lang) for _, lang in NAMES]
-    check = SuiteCheck("test_surnames_hidden", "q_rnn_last_name", 4.0, True, CHECK.format(bundle=str(tsv)),
-                       "2.C The classifier — hidden checks")
+    source = CHECK.format(bundle=str(tsv), sandboxed=sandboxed)
+    check = SuiteCheck("test_surnames_hidden", "q_rnn_last_name", 4.0, True, source, "2.C Classifier — hidden checks")
     suite = Suite("q_rnn_last_name", (check,), (), {"written_misuse": 2.0}, ("setup",))
     golden = {"values": {"predictions": {"kind": "array", "shape": [len(labels)], "values": labels}},
               "score": {"kind": "accuracy", "key": "predictions", "zero": 0.5, "full": 0.9}}
@@ -87,7 +87,7 @@ def model_bytes(first_letter_class: Dict[str, int]) -> bytes:
 
 
 def grade(tmp_path: Path, files: Dict[str, Any], user: Any) -> tuple:
-    course = synthetic_course(tmp_path)
+    course = synthetic_course(tmp_path, sandboxed=user is not None)
     submission = write_submission(tmp_path / "submission", files)
     grading = grade_submission(course, submission, tmp_path / "results", user=user)
     results = json.loads((tmp_path / "results" / "results.json").read_text())

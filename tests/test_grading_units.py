@@ -236,3 +236,18 @@ def test_default_limits_fit_gradescope_with_margin() -> None:
     grader_mb, child_mb = 80, limits.data_bytes / 1024**2  # the grader imports no torch (~40 MB measured)
     torch_code_mb = 150  # torch's shared libraries: file-backed, outside RLIMIT_DATA (~130 MB resident measured)
     assert grader_mb + child_mb + torch_code_mb <= 700  # one child at a time; Gradescope's default is 768 MB
+
+
+def test_bench_tables_and_ratios() -> None:
+    from assignkit.grading import bench
+
+    ours = {"wall_seconds": 9.0, "cpu_seconds": 8.0, "peak_mb_summed": 380, "score": 60, "max_score": 63,
+            "grader": {"cpu_seconds": 0.9, "peak_rss_mb": 63},
+            "children": {"q_a": {"wall_seconds": 3.0, "cpu_seconds": 2.5, "peak_rss_mb": 300, "sandboxed_runs": 1}}}
+    others = {"nbgrader": {"wall_seconds": 27.0, "cpu_seconds": 24.0, "peak_mb_summed": 500},
+              "otter": {"skipped": "otter run failed"}}
+    ratios = bench.ratios(ours, others)
+    assert ratios == {"wall_seconds vs nbgrader": 0.33, "cpu_seconds vs nbgrader": 0.33,
+                      "peak_mb_summed vs nbgrader": 0.76}
+    table = bench.markdown({"ours": ours, **others, "ratios": ratios})
+    assert "| this autograder (sandboxed) | 9.0 | 8.0 | 380 | 60 / 63 |" in table and "skipped" in table

@@ -22,6 +22,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
 ReportListener = Callable[[str, Dict[str, Any], float], None]
+MAX_EVENT_BYTES = 16 * 1024**2
+"""Longest event line believed (the largest real report is well under 1 MB); a longer one ends the child, which
+also bounds the grader's own memory when it parses a report."""
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,7 @@ class _Child:
             if not chunk:
                 raise EOFError
             self.buffer += chunk
-            if len(self.buffer) > 64 * 1024**2:
+            if len(self.buffer) > MAX_EVENT_BYTES:
                 raise EOFError
         line, self.buffer = self.buffer.split(b"\n", 1)
         try:
