@@ -106,6 +106,7 @@ class Grading:
                  total_seconds: float = TOTAL_SECONDS, scratch_base: Optional[Path] = None,
                  log: Callable[[str], None] = lambda message: None) -> None:
         self.course = course
+        self.goldens = course.goldens
         self.submission_dir = submission_dir
         self.results_dir = results_dir
         self.limits = limits or Limits()
@@ -201,7 +202,7 @@ class Grading:
             check = by_name.get(name)
             if check is None:
                 return
-            golden = self.course.goldens.get(name)
+            golden = self.goldens.get(name)
             self.checks[name] = score(check, report, golden, self.hwcheck, seconds)
             self.check_status[name] = "graded"
             if golden is not None and (golden.get("score") or {}).get("kind") == "accuracy":
