@@ -7,7 +7,6 @@ epoch and the build moved its ``surname_model.pt`` and ``submission_log.json`` t
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import re
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from assignkit.grading.child import definitions_only
 from assignkit.grading.notebook_grader import grade_notebook
 from assignkit.grading.sandbox import names_only
 from assignkit.masters import read_master
@@ -165,10 +165,43 @@ def grade(course: Path, goldens: dict, notebook: Path, model: bytes | None, work
     return results
 
 
+# Plausible bugs, each variant aimed at some checks; the checks it does not touch must keep their points.
+MUTANTS = {
+    "reads T-1, maps unknown letters to the pad": {
+        "recurrent_classifier": [("last_states = states.gather(1, index).squeeze(1)", "last_states = states[:, -1]")],
+        "letter_to_index": [("index = ALPHABET.find(letter)",
+                             "index = ALPHABET.find(letter) if letter in ALPHABET else PAD_INDEX")],
+    },
+    "pads with 0, dropout ignores eval mode": {
+        "encode_name": [("torch.full((max_length,), PAD_INDEX", "torch.full((max_length,), 0")],
+        "recurrent_classifier": [("return self.output(self.dropout(last_states))",
+                                  "return self.output(nn.functional.dropout(last_states, 0.3, training=True))")],
+    },
+}
+MUTANT_FAILS = {
+    "reads T-1, maps unknown letters to the pad": {"test_classifier_gather_public", "test_classifier_hidden",
+                                                   "test_letter_to_index_public", "test_encode_name_public",
+                                                   "test_encoding_hidden"},
+    "pads with 0, dropout ignores eval mode": {"test_encode_name_public", "test_encoding_hidden",
+                                               "test_classifier_hidden"},
+}
+
+
+def mutated(notebook: dict, edits: dict) -> dict:
+    notebook = json.loads(json.dumps(notebook))
+    for cell in notebook["cells"]:
+        grade_id = (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+        for old, new in edits.get(grade_id, []):
+            source = "".join(cell["source"])
+            assert old in source, f"mutation target not found in {grade_id}: {old}"
+            cell["source"] = source.replace(old, new)
+    return notebook
+
+
 @pytest.fixture(scope="module")
 def graded(fast_build: Path, all_goldens: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Results of the solution with its weights, the blank release without weights, and the solution
-    with a pickled module instead of a state_dict."""
+    """Results of the solution with its weights, the blank release without weights, the solution with a pickled
+    module instead of a state_dict, and the mutants (with the solution's weights)."""
     import torch
 
     base = tmp_path_factory.mktemp("last_name")
@@ -178,8 +211,12 @@ def graded(fast_build: Path, all_goldens: dict, tmp_path_factory: pytest.TempPat
     torch.save(torch.nn.Linear(2, 2), base / "module.pt")  # the whole module pickled, not its state_dict
     runs = {"solution": (solution, weights), "release": (release, None),
             "pickled_module": (solution, (base / "module.pt").read_bytes())}
-    return {name: grade(fast_build, all_goldens, notebook, model, base / name)
-            for name, (notebook, model) in runs.items()}
+    for index, (name, edits) in enumerate(MUTANTS.items()):
+        path = base / f"mutant{index}.ipynb"
+        path.write_text(json.dumps(mutated(json.loads(solution.read_text(encoding="utf-8")), edits)), encoding="utf-8")
+        runs[name] = (path, weights)
+    return {name: grade(fast_build, all_goldens, notebook, model, base / f"run{index}")
+            for index, (name, (notebook, model)) in enumerate(runs.items())}
 
 
 def test_solution_gets_full_forward_points_and_a_positive_accuracy_score(graded):
@@ -194,6 +231,19 @@ def test_blank_release_gets_nothing(graded):
     results = graded["release"]
     assert results and {name: r.points for name, r in results.items() if r.points} == {}
     assert f"{MODEL_FILE} was not found" in results[MODEL_FILE_CHECK].message
+
+
+@pytest.mark.parametrize("mutant", sorted(MUTANTS))
+def test_plausible_bugs_lose_exactly_their_checks(graded, mutant):
+    results = graded[mutant]
+    failed = {name for name, r in results.items() if name != ACCURACY_CHECK and r.points < r.max_points}
+    assert failed == MUTANT_FAILS[mutant], {name: results[name].message for name in failed ^ MUTANT_FAILS[mutant]}
+    assert all(results[name].points == 0 for name in failed)
+
+
+def test_reading_pads_costs_accuracy_points(graded):
+    mutant = graded["reads T-1, maps unknown letters to the pad"][ACCURACY_CHECK]
+    assert mutant.points < graded["solution"][ACCURACY_CHECK].points, mutant.message
 
 
 def test_a_pickled_model_is_rejected_with_a_clear_message(graded):
@@ -211,7 +261,7 @@ def test_a_pickled_model_is_rejected_with_a_clear_message(graded):
 
 @pytest.fixture(scope="module")
 def loader(fast_build: Path):
-    """The master's given and solution code plus the definitions of its model-file check cell."""
+    """The master's given and solution code plus the definitions of its model-file check cell (the grader's loader)."""
     import os
 
     import torch
@@ -223,9 +273,9 @@ def loader(fast_build: Path):
     os.chdir(source_dir(fast_build))
     try:
         namespace = master_namespace(source_dir(fast_build) / f"{NOTEBOOK}.ipynb")
-        tree = ast.parse(master_cell(fast_build, LAYOUT_LOADER_CELL))
-        tree.body = [node for node in tree.body if not isinstance(node, ast.Expr)]  # drop the hwcheck.check call
-        exec(compile(tree, "<model file check>", "exec"), namespace)
+        # only its imports, functions and classes: what a restarted grading child replays of a check that crashed
+        exec(compile(definitions_only(master_cell(fast_build, LAYOUT_LOADER_CELL)), "<model file check>", "exec"),
+             namespace)
     finally:
         os.chdir(previous)
         torch.set_num_threads(threads)
