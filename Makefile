@@ -6,7 +6,7 @@ PY := $(BIN)/python
 INSTALLED := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv release test bench data data-check lint grade clean
+.PHONY: venv release test bench data data-check lint grade grade-many clean
 
 $(INSTALLED): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,9 +39,13 @@ data-check: $(INSTALLED)
 lint: $(INSTALLED)
 	$(PY) -m ruff check .
 
-## make grade SUBMISSION=path/to/folder [OUT=results]: grade one submission (or a folder of them) locally
+## make grade SUBMISSION=path/to/folder [OUT=results]: grade one submission locally
 grade: $(INSTALLED)
 	$(PY) -m assignkit.grading.grade $(SUBMISSION) $(if $(OUT),--out $(OUT),)
+
+## make grade-many SUBMISSIONS=parent [CSV=grades.csv] [JOBS=2]: every subfolder is one submission, graded in parallel
+grade-many: $(INSTALLED)
+	$(PY) -m assignkit.grading.grade --many $(SUBMISSIONS) --csv $(or $(CSV),grades.csv) -j $(or $(JOBS),2)
 
 clean:
 	rm -rf build autograder/dist gradebook.db .pytest_cache

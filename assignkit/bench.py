@@ -2,7 +2,8 @@
 
     python -m assignkit.bench [--seeds 5] [--repeats 20] [--skip training,notebook,layers,grading,surnames]
 
-Writes ``bench/results.json`` and prints Markdown tables (pasted into the README). Timings on a shared
+Writes ``bench/results.json`` (a run with ``--skip`` keeps the earlier numbers of the skipped parts) and
+prints Markdown tables (pasted into the README). Timings on a shared
 machine are noisy: every number is a median over repeats, and speed is reported as a ratio to the
 alternative measured in the same run.
 """
@@ -186,6 +187,9 @@ def main(argv: List[str] | None = None) -> int:
         results["surnames"] = _optional("assignkit.surnames.bench")
     out = ROOT / "bench" / "results.json"
     out.parent.mkdir(exist_ok=True)
+    if skip and out.is_file():  # a partial run keeps the earlier numbers of the parts it skipped
+        earlier = json.loads(out.read_text())
+        results = {**{key: earlier[key] for key in earlier if key in skip}, **results}
     out.write_text(json.dumps(results, indent=1, default=str) + "\n")
     print(markdown(results))
     return 0

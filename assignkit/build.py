@@ -19,6 +19,7 @@ from typing import List
 import nbformat
 
 from . import goldens as golden_files
+from .grading.bundle import BundleError
 from .masters import Master, read_masters, strip_hidden
 from .notebooks import cell_errors, execute
 
@@ -142,7 +143,7 @@ def main(argv: List[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         build(args.root.resolve(), fast=args.fast)
-    except BuildError as error:
+    except (BuildError, BundleError) as error:
         print(f"[build] FAILED: {error}", file=sys.stderr)
         return 1
     log(f"done in {time.perf_counter() - started:.0f} s")

@@ -251,3 +251,14 @@ def test_bench_tables_and_ratios() -> None:
                       "peak_mb_summed vs nbgrader": 0.76}
     table = bench.markdown({"ours": ours, **others, "ratios": ratios})
     assert "| this autograder (sandboxed) | 9.0 | 8.0 | 380 | 60 / 63 |" in table and "skipped" in table
+
+
+def test_bench_median_of_runs_takes_each_headline_number_separately() -> None:
+    from assignkit.grading import bench
+
+    runs = [{"wall_seconds": 9.0, "cpu_seconds": 7.0, "peak_mb_summed": 400, "tag": "slow"},
+            {"wall_seconds": 7.0, "cpu_seconds": 9.0, "peak_mb_summed": 380, "tag": "median"},
+            {"wall_seconds": 5.0, "cpu_seconds": 8.0, "peak_mb_summed": 390, "tag": "fast"}]
+    merged = bench.median_of_runs(runs)
+    assert merged == {"wall_seconds": 7.0, "cpu_seconds": 8.0, "peak_mb_summed": 390, "tag": "median", "repeats": 3}
+    assert bench.median_of_runs([runs[0], {"skipped": "otter run failed"}]) == {"skipped": "otter run failed"}

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional
 from . import crosscheck, results
 from .child import __file__ as CHILD_FILE
 from .course import Course, notebook_ids
-from .runner import Limits, NotebookRun, ProbeJob, SandboxUser, run_notebook
+from .runner import Limits, NotebookRun, ProbeJob, SandboxUser, peak_rss, run_notebook
 from .sandbox import Scratch, lock_down, sweep
 from .scoring import CheckResult, load_hwcheck, measured_accuracy, score
 from .submission import MODEL_FILE, STUDENT_LOG, Submission, inspect_submission
@@ -82,7 +82,8 @@ def process_usage() -> Dict[str, float]:
 
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"cpu_seconds": round(own.ru_utime + own.ru_stime, 3), "peak_rss_bytes": own.ru_maxrss * 1024,
+    peak = peak_rss("self") or own.ru_maxrss * 1024
+    return {"cpu_seconds": round(own.ru_utime + own.ru_stime, 3), "peak_rss_bytes": peak,
             "children_cpu_seconds": round(children.ru_utime + children.ru_stime, 3)}
 
 

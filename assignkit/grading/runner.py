@@ -167,7 +167,12 @@ class _OutputDrain(threading.Thread):
                 self.head.extend(chunk[: self.keep - len(self.head)])
 
 
-def _peak_rss(pid: int) -> int:
+def peak_rss(pid: int | str) -> int:
+    """Peak resident memory (VmHWM) of a live process in bytes, 0 where /proc cannot tell.
+
+    Unlike ``ru_maxrss``, VmHWM starts afresh at ``exec``: on Linux ``ru_maxrss`` carries over the peak of
+    the process that forked, which makes a small grader started from a large one look large.
+    """
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as handle:
             for line in handle:
@@ -227,7 +232,7 @@ class _Child:
             if remaining <= 0:
                 return None
             ready, _, _ = select.select([self.events], [], [], min(remaining, 0.25))
-            self.peak_rss = max(self.peak_rss, _peak_rss(self.process.pid))
+            self.peak_rss = max(self.peak_rss, peak_rss(self.process.pid))
             if not ready:
                 continue
             chunk = self.events.read(1 << 20)
