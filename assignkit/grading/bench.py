@@ -137,8 +137,22 @@ def bench_nbgrader(root: Path, work: Path, submission: Path) -> Dict[str, Any]:
         shutil.copyfile(path, student / path.name)
     command = [sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--student", "bench_student", "--force",
                "--log-level", "WARN"]
-    env = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    return measure(command, course, env)
+    env = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+           "HWCHECK_GOLDENS": str(root / "build" / "goldens" / "hidden_goldens.json"),
+           "HW_HIDDEN_SURNAMES": str(root / "autograder" / "hidden_data" / "surnames_test_hidden.tsv")}
+    result = measure(command, course, env)
+    result["score"] = nbgrader_autograded_score(course, "bench_student")
+    return result
+
+
+def nbgrader_autograded_score(course: Path, student: str) -> float:
+    """Points nbgrader's autograder gave the student's test cells (manually graded answers left out)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "hw_rnn_course") as gradebook:
+        submission = gradebook.find_submission(ASSIGNMENT, student)
+        return sum(grade.auto_score or 0.0 for notebook in submission.notebooks for grade in notebook.grades
+                   if grade.cell.cell_type == "code")
 
 
 OTTER_TEST = '''OK_FORMAT = False
