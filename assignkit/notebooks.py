@@ -41,6 +41,7 @@ def execute(path: Path, cwd: Path, env: Mapping[str, Optional[str]] = (), timeou
         timeout=timeout,
         kernel_name="python3",
         allow_errors=True,
+        record_timing=False,  # no per-cell timestamps: rebuilt solutions only differ where outputs do
         resources={"metadata": {"path": str(cwd)}},
     )
     base = {"MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYTHONHASHSEED": "0"}
