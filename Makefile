@@ -43,9 +43,11 @@ lint: $(INSTALLED)
 grade: $(INSTALLED)
 	$(PY) -m assignkit.grading.grade $(SUBMISSION) $(if $(OUT),--out $(OUT),)
 
-## make grade-many SUBMISSIONS=parent [CSV=grades.csv] [JOBS=2]: every subfolder is one submission, graded in parallel
+## make grade-many SUBMISSIONS=parent [CSV=grades.csv] [JOBS=2] [OUT=results]: every subfolder is one submission,
+## graded in parallel; OUT/<subfolder>/ gets its results.json and submission_log.json
 grade-many: $(INSTALLED)
-	$(PY) -m assignkit.grading.grade --many $(SUBMISSIONS) --csv $(or $(CSV),grades.csv) -j $(or $(JOBS),2)
+	$(PY) -m assignkit.grading.grade --many $(SUBMISSIONS) --csv $(or $(CSV),grades.csv) -j $(or $(JOBS),2) \
+		$(if $(OUT),--out $(OUT),)
 
 clean:
 	rm -rf build autograder/dist gradebook.db .pytest_cache
