@@ -17,20 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from assignkit.grading.bench import nbgrader_autograded_points as autograded_points
 from assignkit.masters import read_masters
-
-
-def autograded_points(course: Path, student: str) -> dict:
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "hw_rnn_course") as gradebook:
-        submission = gradebook.find_submission("hw_rnn", student)
-        points = {}
-        for notebook in submission.notebooks:
-            for grade in notebook.grades:
-                if grade.cell.cell_type == "code":  # autograder test cells
-                    points[grade.name] = (grade.auto_score, grade.max_score)
-        return points
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import threading
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENT = "hw_rnn"
@@ -141,18 +141,19 @@ def bench_nbgrader(root: Path, work: Path, submission: Path) -> Dict[str, Any]:
            "HWCHECK_GOLDENS": str(root / "build" / "goldens" / "hidden_goldens.json"),
            "HW_HIDDEN_SURNAMES": str(root / "autograder" / "hidden_data" / "surnames_test_hidden.tsv")}
     result = measure(command, course, env)
-    result["score"] = nbgrader_autograded_score(course, "bench_student")
+    result["score"] = sum(score for score, _ in nbgrader_autograded_points(course, "bench_student").values())
     return result
 
 
-def nbgrader_autograded_score(course: Path, student: str) -> float:
-    """Points nbgrader's autograder gave the student's test cells (manually graded answers left out)."""
+def nbgrader_autograded_points(course: Path, student: str) -> Dict[str, Tuple[float, float]]:
+    """``{grade_id: (points, max points)}`` nbgrader's autograder gave the student's test cells, from the
+    course's sqlite gradebook (manually graded answers left out)."""
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "hw_rnn_course") as gradebook:
         submission = gradebook.find_submission(ASSIGNMENT, student)
-        return sum(grade.auto_score or 0.0 for notebook in submission.notebooks for grade in notebook.grades
-                   if grade.cell.cell_type == "code")
+        return {grade.name: (grade.auto_score or 0.0, grade.max_score) for notebook in submission.notebooks
+                for grade in notebook.grades if grade.cell.cell_type == "code"}
 
 
 OTTER_TEST = '''OK_FORMAT = False
