@@ -262,3 +262,13 @@ def test_bench_median_of_runs_takes_each_headline_number_separately() -> None:
     merged = bench.median_of_runs(runs)
     assert merged == {"wall_seconds": 7.0, "cpu_seconds": 8.0, "peak_mb_summed": 390, "tag": "median", "repeats": 3}
     assert bench.median_of_runs([runs[0], {"skipped": "otter run failed"}]) == {"skipped": "otter run failed"}
+
+
+def test_peak_rss_reads_this_process_and_is_zero_for_a_gone_one() -> None:
+    import resource
+
+    from assignkit.grading.runner import peak_rss
+
+    own = peak_rss("self")
+    assert 0 < own <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert peak_rss(2**22 + 12345) == 0  # above Linux's largest pid: no such process
