@@ -75,8 +75,11 @@ def bench_layers(repeats: int) -> List[Dict[str, Any]]:
 
         ours_s = median_seconds(step(ours), repeats)
         theirs_s = median_seconds(step(theirs), repeats)
+        # On CPU, torch.nn.LSTM/RNN may dispatch to oneDNN's fused RNN kernel; also time its plain ATen path
+        with torch.backends.mkldnn.flags(enabled=False):
+            plain_s = median_seconds(step(theirs), repeats)
         rows.append({"layer": name, "ours_ms": 1000 * ours_s, "torch_ms": 1000 * theirs_s,
-                     "ratio": ours_s / theirs_s})
+                     "ratio": ours_s / theirs_s, "torch_plain_ms": 1000 * plain_s, "ratio_plain": ours_s / plain_s})
     return rows
 
 
@@ -155,10 +158,12 @@ def markdown(results: Dict[str, Any]) -> str:
                          f"{r['worst_final_loss']:.5f} |")
         lines.append("")
     if "layers" in results:
-        lines += ["| layer (B=64, T=50, D=32, H=128, fwd+bwd, 1 thread) | ours ms | torch.nn ms | ratio |",
-                  "|---|---|---|---|"]
+        lines += ["| layer (B=64, T=50, D=32, H=128, fwd+bwd, 1 thread) | ours ms | torch.nn ms | ratio "
+                  "| torch.nn without oneDNN ms | ratio |",
+                  "|---|---|---|---|---|---|"]
         for r in results["layers"]:
-            lines.append(f"| {r['layer']} | {r['ours_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f}× |")
+            plain = (f"{r['torch_plain_ms']:.2f} | {r['ratio_plain']:.2f}×" if "torch_plain_ms" in r else "— | —")
+            lines.append(f"| {r['layer']} | {r['ours_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f}× | {plain} |")
         lines.append("")
     for key in ("grading", "surnames"):
         if key in results and isinstance(results[key], dict) and results[key].get("markdown"):
