@@ -25,9 +25,10 @@ def ngrams(name: str, sizes: Sequence[int] = NGRAM_SIZES) -> list[str]:
 
 @dataclass
 class NaiveBayes:
-    """A fitted model: class order, n-gram vocabulary and log-probability tables."""
+    """A fitted model: class order, n-gram sizes and vocabulary, and log-probability tables."""
 
     classes: list[str]
+    sizes: tuple[int, ...]
     vocabulary: dict[str, int]
     log_prior: np.ndarray
     log_likelihood: np.ndarray
@@ -36,28 +37,29 @@ class NaiveBayes:
         """Most probable class of each name."""
         predicted = []
         for name in names:
-            columns = [self.vocabulary[g] for g in ngrams(name) if g in self.vocabulary]
+            columns = [self.vocabulary[g] for g in ngrams(name, self.sizes) if g in self.vocabulary]
             scores = self.log_prior + self.log_likelihood[:, columns].sum(axis=1)
             predicted.append(self.classes[int(np.argmax(scores))])
         return predicted
 
 
-def fit(names: Sequence[str], labels: Sequence[str], classes: Sequence[str]) -> NaiveBayes:
-    """Fit the multinomial Naive Bayes model on (name, label) pairs."""
-    vocabulary = {gram: index for index, gram in enumerate(sorted({g for name in names for g in ngrams(name)}))}
+def fit(names: Sequence[str], labels: Sequence[str], classes: Sequence[str],
+        sizes: Sequence[int] = NGRAM_SIZES) -> NaiveBayes:
+    """Fit the multinomial Naive Bayes model on (name, label) pairs, with letter n-grams of ``sizes``."""
+    vocabulary = {gram: index for index, gram in enumerate(sorted({g for name in names for g in ngrams(name, sizes)}))}
     class_index = {label: index for index, label in enumerate(classes)}
     counts = np.zeros((len(classes), len(vocabulary)), dtype=np.float64)
     docs = np.zeros(len(classes), dtype=np.float64)
     for name, label in zip(names, labels, strict=True):
         row = class_index[label]
         docs[row] += 1.0
-        for gram in ngrams(name):
+        for gram in ngrams(name, sizes):
             counts[row, vocabulary[gram]] += 1.0
     smoothed = counts + 1.0
     log_likelihood = np.log(smoothed) - np.log(smoothed.sum(axis=1, keepdims=True))
     with np.errstate(divide="ignore"):
         log_prior = np.log(docs / docs.sum())
-    return NaiveBayes(list(classes), vocabulary, log_prior, log_likelihood)
+    return NaiveBayes(list(classes), tuple(sizes), vocabulary, log_prior, log_likelihood)
 
 
 def accuracy(model: NaiveBayes, names: Sequence[str], labels: Sequence[str]) -> float:

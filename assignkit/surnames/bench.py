@@ -42,23 +42,15 @@ _SCORE = re.compile(r'"zero":\s*([0-9.]+),\s*"full":\s*([0-9.]+)')
 @contextlib.contextmanager
 def _inside(folder: Path, env: Dict[str, str | None]) -> Iterator[None]:
     """Run with ``folder`` as the working directory and ``env`` applied (``None`` unsets a variable)."""
+    from ..notebooks import environment
+
     previous_dir = Path.cwd()
-    previous_env = {key: os.environ.get(key) for key in env}
     os.chdir(folder)
-    for key, value in env.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
     try:
-        yield
+        with environment(env):
+            yield
     finally:
         os.chdir(previous_dir)
-        for key, value in previous_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def read_tsv(path: Path) -> Tuple[List[str], List[str]]:
@@ -69,13 +61,8 @@ def read_tsv(path: Path) -> Tuple[List[str], List[str]]:
 def naive_bayes(train: Tuple[List[str], List[str]], tests: Sequence[Tuple[List[str], List[str]]],
                 classes: List[str], sizes: Tuple[int, ...]) -> List[float]:
     """Accuracy of the Naive Bayes baseline with letter n-grams of ``sizes`` on each test set."""
-    original = baseline.ngrams
-    baseline.ngrams = lambda name, _sizes=baseline.NGRAM_SIZES: original(name, sizes)  # type: ignore[assignment]
-    try:
-        model = baseline.fit(*train, classes)
-        return [baseline.accuracy(model, *test) for test in tests]
-    finally:
-        baseline.ngrams = original  # type: ignore[assignment]
+    model = baseline.fit(*train, classes, sizes=sizes)
+    return [baseline.accuracy(model, *test) for test in tests]
 
 
 def notebook_scale(master: Path = MASTER) -> Tuple[float, float]:
