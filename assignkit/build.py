@@ -20,6 +20,7 @@ import nbformat
 
 from . import goldens as golden_files
 from .grading.bundle import BundleError
+from .grading.seeds import KEY_FILE, write_key
 from .masters import Master, read_masters, strip_hidden
 from .notebooks import cell_errors, execute
 
@@ -62,6 +63,7 @@ def record_goldens(root: Path, masters: List[Master], fast: bool) -> List[object
             cwd=source,
             env={
                 "HWCHECK_RECORD": str(record_file),
+                "HWCHECK_NOTEBOOK": str(master.path),
                 "HW_FAST": "1" if fast else None,
                 "HWCHECK_GOLDENS": None,
                 "HW_HIDDEN_SURNAMES": str(root / HIDDEN_SURNAMES),
@@ -77,6 +79,7 @@ def record_goldens(root: Path, masters: List[Master], fast: bool) -> List[object
     public, hidden = golden_files.split(recorded, masters)
     golden_files.write(source / PUBLIC_GOLDENS, public)
     golden_files.write(root / "build" / "goldens" / "hidden_goldens.json", hidden)
+    write_key(root / "build" / KEY_FILE)
     log(f"recorded {len(public)} public and {len(hidden)} hidden checks")
     return executed
 

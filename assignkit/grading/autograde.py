@@ -1,9 +1,18 @@
-"""Grade one submission folder: validate it, run each notebook in the sandbox, score, write the results.
+"""Grade one submission folder: validate it, referee and sandbox each notebook, score, write the results.
 
-This is the one code path behind Gradescope's ``run_autograder`` and the local ``grade`` command.
-The grader process (this module) never runs student code: children report raw values and
-:mod:`assignkit.grading.scoring` compares them with the goldens. results.json and submission_log.json
-are rewritten atomically after every check, so an interrupted grading still leaves valid files.
+This is the one code path behind Gradescope's ``run_autograder`` and the local ``grade`` command. For each
+notebook:
+
+1. the **referee** (a trusted child that runs the master notebook, never student code) computes the values
+   the hidden checks must match for this grading's secret seeds, judges the typed answers it reads from the
+   submitted notebook file, and evaluates the submitted weights on the hidden data;
+2. the **sandbox** (a child running as the unprivileged account) runs the student's notebook and the probe
+   part of each check with the same seeds, and reports raw values;
+3. the grader (this process, which never runs student code) compares them
+   (:mod:`assignkit.grading.scoring`) and sweeps the sandbox account.
+
+results.json and submission_log.json are rewritten atomically after every check, so an interrupted grading
+still leaves valid files.
 """
 
 from __future__ import annotations
@@ -22,11 +31,13 @@ from typing import Any, Callable, Dict, List, Optional
 from . import crosscheck, results
 from .child import __file__ as CHILD_FILE
 from .course import Course, notebook_ids
-from .runner import Limits, NotebookRun, ProbeJob, SandboxUser, peak_rss, run_notebook
-from .sandbox import Scratch, lock_down, sweep
+from .runner import CheckRun, Limits, NotebookRun, ProbeJob, SandboxUser, peak_rss, run_notebook
+from .sandbox import lock_down, sweep
 from .scoring import CheckResult, load_hwcheck, measured_accuracy, score
+from .scratch import Scratch
+from .seeds import check_seed, read_key
 from .submission import MODEL_FILE, STUDENT_LOG, Submission, inspect_submission
-from .suites import Suite
+from .suites import Suite, SuiteCheck
 
 TOTAL_SECONDS = 480.0
 """Wall-clock budget for all notebooks together: Gradescope's default time-out is 600 s."""
@@ -35,6 +46,11 @@ MIN_NOTEBOOK_SECONDS = 5.0
 MAX_CELL_NOTES = 8
 HIDDEN_SURNAMES = "surnames_test_hidden.tsv"
 LIBRARIES = ("torch", "numpy", "ipython", "matplotlib", "otter-grader", "nbgrader")
+REFEREE_LIMITS = Limits(cell_seconds=120.0, check_seconds=60.0, notebook_seconds=240.0, cpu_seconds=300,
+                        data_bytes=1024 * 1024**2, address_space_bytes=4096 * 1024**2, max_restarts=8)
+"""The referee runs staff code on hostile *data* (typed answers, weights files): generous but bounded."""
+MAX_SUMMARY_NOTES = 12
+MAX_INTERNAL_ERRORS = 50
 
 
 @dataclass
@@ -51,6 +67,11 @@ class NotebookOutcome:
     peak_rss_bytes: int = 0
     children: int = 0
     output_bytes: int = 0
+    referee_seconds: float = 0.0
+    referee_cpu_seconds: float = 0.0
+    referee_peak_rss_bytes: int = 0
+    referee_events: List[str] = field(default_factory=list)
+    sweep: Dict[str, Any] = field(default_factory=dict)
 
 
 def library_versions() -> Dict[str, Optional[str]]:
@@ -64,16 +85,6 @@ def library_versions() -> Dict[str, Optional[str]]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-def hidden_data_env(workdir: Path) -> Dict[str, str]:
-    """Where the sandbox finds the hidden inputs (names only): ``$HWGRADE_HIDDEN_DATA`` (a folder, also
-    ``./hidden_data``), and ``$HW_HIDDEN_SURNAMES`` (the surname file the classifier's hidden check reads)."""
-    folder = workdir / "hidden_data"
-    env = {"HWGRADE_HIDDEN_DATA": str(folder)}
-    if (folder / HIDDEN_SURNAMES).is_file():
-        env["HW_HIDDEN_SURNAMES"] = str(folder / HIDDEN_SURNAMES)
-    return env
 
 
 def process_usage() -> Dict[str, float]:
@@ -107,7 +118,7 @@ class Grading:
                  total_seconds: float = TOTAL_SECONDS, scratch_base: Optional[Path] = None,
                  log: Callable[[str], None] = lambda message: None) -> None:
         self.course = course
-        self.goldens = course.goldens
+        self.key, self.key_origin = read_key(course.key_path)
         self.submission_dir = submission_dir
         self.results_dir = results_dir
         self.limits = limits or Limits()
@@ -127,6 +138,8 @@ class Grading:
         self.finished = False
         self.hwcheck: Any = None
         self.accuracy: Optional[float] = None
+        self.seeds: Dict[str, int] = {}
+        self.write_failures = 0
         for suite in course.suites:
             for check in suite.checks:
                 self.checks[check.grade_id] = CheckResult(check.grade_id, suite.name, 0.0, check.points, check.hidden,
@@ -151,18 +164,19 @@ class Grading:
             self.internal_errors.append(traceback.format_exc(limit=8))
             self.log(self.internal_errors[-1])
         finally:
+            failures = self.write_failures
             self.publish()
+            if self.write_failures > failures:
+                self._sweep()
+                self.publish()
         return self
 
     def _grade_notebooks(self) -> None:
         assert self.submission is not None
         scratch = Scratch(self.user, self.scratch_base)
         try:
-            # The public goldens too, so a check a student copies into a cell of their own behaves as in Jupyter.
-            public = json.dumps(self.course.public_goldens, sort_keys=True).encode("utf-8")
-            runtime = scratch.install_runtime([*self.course.runtime_files, Path(CHILD_FILE)],
-                                              {"public_goldens.json": public})
-            pending = [suite for suite in self.course.suites]
+            runtime = scratch.install_runtime([*self.course.runtime_files, Path(CHILD_FILE)])
+            pending = list(self.course.suites)
             while pending:
                 suite = pending.pop(0)
                 try:
@@ -172,10 +186,22 @@ class Grading:
                     self.log(self.internal_errors[-1])
                     self._fail_suite(suite, "internal grading error (please tell the course staff)")
                 finally:
-                    if self.sweep_user:
-                        sweep(self.user)
+                    self._sweep(suite.name)
         finally:
             scratch.cleanup()
+
+    def _sweep(self, notebook: Optional[str] = None) -> None:
+        """Kill whatever the sandbox account left running and remove its files in the shared temp folders."""
+        if not self.sweep_user:
+            return
+        report = sweep(self.user)
+        if notebook is not None and report:
+            outcome = self.outcomes[notebook]
+            for key, value in report.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    outcome.sweep[key] = outcome.sweep.get(key, 0) + value
+                else:
+                    outcome.sweep.setdefault(key, value)
 
     def _time_left(self) -> float:
         return self.total_seconds - (time.monotonic() - self.started)
@@ -191,32 +217,112 @@ class Grading:
         if budget < MIN_NOTEBOOK_SECONDS:
             self._fail_suite(suite, "not run: the autograder ran out of time before this notebook")
             return
+        seeds = {check.grade_id: check_seed(self.key, notebook.sha256, check.grade_id)
+                 for check in suite.checks if check.in_sandbox and check.hidden}
+        self.seeds.update(seeds)
+        started = time.monotonic()
+        refereed = self._referee(suite, seeds, scratch, runtime, budget / 2)
+        outcome.referee_seconds = round(time.monotonic() - started, 3)
+        for check in suite.checks:  # static and referee checks are decided now; hidden sandbox checks wait
+            if not check.in_sandbox:
+                self._store(check, score(check, None, refereed.get(check.grade_id), None, self.hwcheck))
+                if (check.spec.get("score") or {}).get("kind") == "accuracy":
+                    self.accuracy = measured_accuracy(refereed.get(check.grade_id), check.spec, self.hwcheck)
+        sandboxed = suite.sandbox_checks
+        if not sandboxed:
+            outcome.status = "graded"
+            self.publish()
+            return
         files = {suite.filename: notebook.path}
         model = self.submission.file(MODEL_FILE)
         if model.usable:
             files[MODEL_FILE] = model.path
-        workdir = scratch.workdir(suite.name, self.course.public_data, self.course.hidden_data_dir, files)
-        job = ProbeJob(workdir / suite.filename, suite.checks, suite.skip_ids, env=hidden_data_env(workdir))
-        by_name = {check.grade_id: check for check in suite.checks}
+        workdir = scratch.workdir(suite.name, self.course.public_data, files)
+        code_cells = sum(1 for cell in notebook.content.get("cells", []) if isinstance(cell, dict)
+                         and cell.get("cell_type") == "code")
+        job = ProbeJob(workdir / suite.filename, [CheckRun(c.grade_id, c.probe_source, seeds.get(c.grade_id))
+                                                  for c in sandboxed],
+                       suite.skip_ids, code_cells=code_cells)
+        by_name = {check.grade_id: check for check in sandboxed}
 
         def listener(name: str, report: Dict[str, Any], seconds: float) -> None:
             check = by_name.get(name)
-            if check is None:
-                return
-            golden = self.goldens.get(name)
-            self.checks[name] = score(check, report, golden, self.hwcheck, seconds)
-            self.check_status[name] = "graded"
-            if golden is not None and (golden.get("score") or {}).get("kind") == "accuracy":
-                self.accuracy = measured_accuracy(report, golden, self.hwcheck)
-            self.publish()
+            if check is not None:
+                self._store(check, score(check, report, refereed.get(name), self.course.public_goldens.get(name),
+                                         self.hwcheck, seconds))
 
+        budget = max(MIN_NOTEBOOK_SECONDS, min(self.limits.notebook_seconds, self._time_left() / notebooks_left))
         self.log(f"grading {suite.filename} (budget {budget:.0f} s)")
         run = run_notebook(job, workdir, runtime, limits=dataclasses.replace(self.limits, notebook_seconds=budget),
-                           user=self.user, listener=listener)
+                           user=self.user, listener=listener, between_children=self._sweep)
+        scratch.remove(workdir)
         self._record_outcome(outcome, run, notebook.content)
-        for check in suite.checks:
+        for check in sandboxed:
             if self.check_status[check.grade_id] == "pending":
                 listener(check.grade_id, run.reports.get(check.grade_id, {}), 0.0)
+
+    def _referee(self, suite: Suite, seeds: Dict[str, int], scratch: Scratch, runtime: Path, budget: float
+                 ) -> Dict[str, Dict[str, Any]]:
+        """Run the master notebook in a trusted child: ``{check: report}`` for every check that needs it."""
+        assert self.submission is not None
+        wanted = {check.grade_id for check in suite.referee_checks}
+        if not wanted:
+            return {}
+        outcome = self.outcomes[suite.name]
+        master = self.course.master_path(suite)
+        submitted = {name: found.path for name, found in self.submission.files.items()
+                     if found.usable and found.path is not None and (name == suite.filename or name == MODEL_FILE)}
+        workdir, copies = scratch.referee_dir(suite.name, master, self.course.public_data, self.course.hidden_data_dir,
+                                              submitted)
+        try:
+            copies = {("notebook" if name == suite.filename else name): path for name, path in copies.items()}
+            checks = [CheckRun(check.grade_id, check_source, seeds.get(check.grade_id), check.grade_id in wanted)
+                      for check, check_source in self._master_checks(suite, master)]
+            env = {}
+            if self.course.hidden_data_dir is not None and (workdir / "hidden_data" / HIDDEN_SURNAMES).is_file():
+                env["HW_HIDDEN_SURNAMES"] = str(workdir / "hidden_data" / HIDDEN_SURNAMES)
+            notebook = json.loads(master.read_text(encoding="utf-8"))
+            code_cells = sum(1 for cell in notebook.get("cells", []) if cell.get("cell_type") == "code")
+            job = ProbeJob(workdir / master.name, checks, suite.skip_ids, env=env, mode="referee",
+                           submitted={k: str(v) for k, v in copies.items()}, code_cells=code_cells)
+            limits = dataclasses.replace(REFEREE_LIMITS, notebook_seconds=max(MIN_NOTEBOOK_SECONDS, budget))
+            run = run_notebook(job, workdir, runtime, limits=limits, user=None)
+        finally:
+            scratch.remove(workdir)
+        outcome.referee_cpu_seconds = round(run.child_cpu_seconds, 3)
+        outcome.referee_peak_rss_bytes = run.child_peak_rss_bytes
+        outcome.referee_events = list(run.events)
+        failed_cells = {index: status for index, status in run.cells.items() if status != "ok"}
+        if failed_cells:
+            self.internal_errors.append(f"{suite.filename}: master cells failed in the referee: {failed_cells}")
+        reports: Dict[str, Dict[str, Any]] = {}
+        for check in suite.referee_checks:
+            report = run.reports.get(check.grade_id) or {}
+            if check.in_sandbox and "error" in report:  # staff code failed on this seed: not the student's fault
+                report = {"internal_error": f"the referee failed: {report['error']}"}
+            reports[check.grade_id] = report
+        return reports
+
+    @staticmethod
+    def _master_checks(suite: Suite, master: Path) -> List[Any]:
+        """``[(check, full source)]`` of the master's check cells, in notebook order (public ones too: the
+        hidden ones use what they define)."""
+        notebook = json.loads(master.read_text(encoding="utf-8"))
+        by_id = {check.grade_id: check for check in suite.checks}
+        found = []
+        for cell in notebook.get("cells", []):
+            grade_id = ((cell.get("metadata") or {}).get("nbgrader") or {}).get("grade_id")
+            if grade_id in by_id:
+                source = cell.get("source", "")
+                found.append((by_id[grade_id], "".join(source) if isinstance(source, list) else source))
+        return found
+
+    def _store(self, check: SuiteCheck, result: CheckResult) -> None:
+        self.checks[check.grade_id] = result
+        self.check_status[check.grade_id] = "graded"
+        if result.internal_error:
+            self.internal_errors.append(f"{check.grade_id}: {result.internal_error}"[:2000])
+        self.publish()
 
     def _record_outcome(self, outcome: NotebookOutcome, run: NotebookRun, notebook: Any) -> None:
         outcome.status = "graded"
@@ -275,16 +381,20 @@ class Grading:
                 lines += [f"    note: {note}" for note in found.notes]
             if self.submission.skipped_links:
                 lines.append(f"  ignored symbolic links: {', '.join(self.submission.skipped_links[:5])}")
-        public, hidden = self.totals(hidden=False), self.totals(hidden=True)
-        lines += ["", f"Public checks: {public['score']:g} / {public['max_score']:g} points (listed below).",
+        public = [r for r in self.checks.values() if not r.hidden]
+        hidden = self.totals(hidden=True)
+        lines += ["", f"Public checks: {sum(r.ok for r in public)} of {len(public)} pass (listed below). They give "
+                  "feedback only: their expected values are public, so they carry no points.",
                   f"Hidden checks: {hidden['max_score']:g} points; their results appear here when grades are "
                   "published."]
         for suite in self.course.suites:
             outcome = self.outcomes[suite.name]
             notes = ([outcome.reason] if outcome.reason else []) + outcome.cells[:MAX_CELL_NOTES]
-            notes += [event for event in outcome.events if not event.startswith("cell ")]
             if len(outcome.cells) > MAX_CELL_NOTES:
                 notes.append(f"... and {len(outcome.cells) - MAX_CELL_NOTES} more cells")
+            notes += [event for event in outcome.events if not event.startswith("cell ")]
+            if len(notes) > MAX_SUMMARY_NOTES:
+                notes = [*notes[:MAX_SUMMARY_NOTES], f"... and {len(notes) - MAX_SUMMARY_NOTES} more notes"]
             if notes:
                 lines += ["", f"{suite.filename}:"] + [f"  {note}" for note in notes]
         if self.cross_checks:
@@ -304,7 +414,7 @@ class Grading:
             for check in suite.checks:
                 result = self.checks[check.grade_id]
                 tests.append(results.gradescope_test(check.title, result.points, result.max_points, result.message,
-                                                     check.hidden, [suite.filename], redact))
+                                                     check.hidden, [suite.filename], redact, result.passed))
         return results.gradescope_results(tests, self.summary(), self.elapsed(), redact)
 
     def staff_log(self) -> Dict[str, Any]:
@@ -322,7 +432,8 @@ class Grading:
                             "executable": sys.executable, "libraries": library_versions()},
             "grader": {"course": self.course.origin, "sandbox_uid": self.user.uid if self.user else None,
                        "pid": os.getpid(), "limits": dataclasses.asdict(self.limits),
-                       "total_seconds": self.total_seconds, "usage": process_usage()},
+                       "total_seconds": self.total_seconds, "usage": process_usage(),
+                       "grading_key": self.key_origin, "seeds": dict(sorted(self.seeds.items()))},
             "files": {} if submission is None else {
                 name: {"found_as": found.relative or None, "bytes": found.size, "sha256": found.sha256 or None,
                        "problem": found.problem or None, "notes": found.notes}
@@ -340,7 +451,7 @@ class Grading:
             ],
             "cross_checks": self.cross_checks,
             "manual_points": {suite.filename: dict(suite.manual_points) for suite in self.course.suites},
-            "internal_errors": self.internal_errors,
+            "internal_errors": self.internal_errors[:MAX_INTERNAL_ERRORS],
         }
 
     def _status(self, grade_id: str) -> str:
@@ -351,11 +462,14 @@ class Grading:
         return "passed" if result.passed else ("partial" if result.points > 0 else "failed")
 
     def publish(self) -> None:
-        """Rewrite both result files (atomically)."""
-        try:
-            results.write_json_atomic(self.results_dir / results.LOG_FILE, self.staff_log())
-        finally:
-            results.write_json_atomic(self.results_dir / results.RESULTS_FILE, self.gradescope())
+        """Rewrite both result files (atomically). A failed write (a full disk) is retried at the end, after the
+        sweep has removed the sandbox account's files; the previous complete file stays in place meanwhile."""
+        for name, make in ((results.LOG_FILE, self.staff_log), (results.RESULTS_FILE, self.gradescope)):
+            try:
+                results.write_json_atomic(self.results_dir / name, make())
+            except OSError as error:
+                self.write_failures += 1
+                self.log(f"could not write {name}: {error}")
 
 
 def grade_submission(course: Course, submission_dir: Path, results_dir: Path, **options: Any) -> Grading:

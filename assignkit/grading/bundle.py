@@ -3,13 +3,18 @@
     autograder/dist/autograder.zip
         setup.sh, run_autograder, create_sandbox_user.sh, requirements.txt     (from autograder/)
         bundle.json                      manifest: notebooks, points, sandbox account, sha256 of every file
-        suites/suites.json               check sources (hidden parts included) and metadata, from the masters
-        suites/public_goldens.json       expected values recorded by the build
-        suites/hidden_goldens.json
-        runtime/hwcheck.py, safe_expr.py the trusted modules the sandboxed child imports
+        suites/suites.json               per check: kind, points, comparison options, and the probe source the
+                                         sandbox may run (no reference code, no expected value)
+        suites/public_goldens.json       the public checks' expected values (the same as in the release)
+        runtime/hwcheck.py, safe_expr.py the modules the children import (public: they ship in the release too)
+        referee/*.ipynb                  the master notebooks (solutions, hidden checks, reference code): run
+                                         by the trusted referee only, never copied into the sandbox
         public/...                       the release's data files (what students have next to their notebooks)
-        hidden_data/...                  hidden test data (labels included: the grader shares names only)
+        hidden_data/...                  hidden test data with labels (read by the referee only)
         grader/assignkit/grading/*.py    the grading package (standard library only)
+
+``setup.sh`` adds ``grading_key`` (random, root-only) when Gradescope builds the image: the seeds of the hidden
+checks derive from it, so it is not in the zip.
 
 The zip is deterministic: entries sorted, fixed timestamps and permissions, fixed compression level.
 """
@@ -27,7 +32,6 @@ from typing import Dict, List, Sequence
 from . import suites as suite_files
 from .course import (
     ASSIGNMENT,
-    BUNDLE_HIDDEN_GOLDENS,
     BUNDLE_PUBLIC_GOLDENS,
     GRADER_DIR,
     HIDDEN_DATA_DIR,
@@ -35,6 +39,7 @@ from .course import (
     MANIFEST,
     PUBLIC_DIR,
     PUBLIC_GOLDENS,
+    REFEREE_DIR,
     RUNTIME_DIR,
     RUNTIME_MODULES,
     SUITES,
@@ -46,9 +51,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_AUTOGRADER = PACKAGE_DIR.parents[1] / "autograder"
 SCRIPTS = ("setup.sh", "run_autograder", "create_sandbox_user.sh", "requirements.txt")
 EXECUTABLE = {"setup.sh", "run_autograder", "create_sandbox_user.sh"}
-GRADER_MODULES = ("__init__", "autograde", "child", "course", "crosscheck", "grade", "gradescope",
-                  "notebook_grader", "redact", "results", "runner", "sandbox", "scoring", "submission", "suites",
-                  "titles")
+GRADER_MODULES = ("__init__", "autograde", "child", "course", "crosscheck", "grade", "gradescope", "redact",
+                  "results", "runner", "sandbox", "scoring", "scratch", "seeds", "submission", "suites", "titles")
 PACKAGE_INIT = b'"""The grading runtime of the RNN homework (shipped inside the Gradescope bundle)."""\n'
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 OUTPUT = Path("autograder") / "dist" / "autograder.zip"
@@ -67,19 +71,20 @@ def _read(path: Path) -> bytes:
 def collect(root: Path, masters: Sequence[object]) -> Dict[str, bytes]:
     """``{path in the zip: bytes}`` for everything the bundle holds."""
     source = root / "source" / ASSIGNMENT
-    suites = [suite_files.from_master(master) for master in masters]
     public = json.loads(_read(source / PUBLIC_GOLDENS))
     hidden = json.loads(_read(root / "build" / "goldens" / HIDDEN_GOLDENS))
-    missing = [c.grade_id for s in suites for c in s.checks if c.grade_id not in (hidden if c.hidden else public)]
-    if missing:
-        raise BundleError(f"checks without recorded goldens: {', '.join(missing)}")
+    try:
+        suites = [suite_files.from_master(master, {**public, **hidden}) for master in masters]
+    except ValueError as error:
+        raise BundleError(str(error)) from None
     files: Dict[str, bytes] = {}
     scripts = root / "autograder" if (root / "autograder" / "run_autograder").is_file() else REPO_AUTOGRADER
     for name in SCRIPTS:
         files[name] = _read(scripts / name)
     files[SUITES] = (json.dumps(suite_files.to_json(suites), indent=1, sort_keys=True) + "\n").encode()
     files[BUNDLE_PUBLIC_GOLDENS] = _read(source / PUBLIC_GOLDENS)
-    files[BUNDLE_HIDDEN_GOLDENS] = _read(root / "build" / "goldens" / HIDDEN_GOLDENS)
+    for master in masters:
+        files[f"{REFEREE_DIR}/{Path(master.path).name}"] = _read(Path(master.path))  # type: ignore[attr-defined]
     for name in RUNTIME_MODULES:
         files[f"{RUNTIME_DIR}/{name}"] = _read(source / name)
     for relative, path in public_files(root / "release" / ASSIGNMENT):

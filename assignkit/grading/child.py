@@ -1,12 +1,19 @@
-"""The sandboxed side of grading: run a student's notebook, then the checks' probes, report raw values.
+"""One run of a notebook for the grader: its code cells, then check cells, reporting raw values only.
 
-Started by :mod:`assignkit.grading.runner` as ``python child.py`` (as the unprivileged user on Gradescope),
-with the working directory set to a scratch folder. It never decides a score: it only reports.
+Started by :mod:`assignkit.grading.runner` as ``python child.py`` with the working directory set to a scratch
+folder, in one of two modes:
+
+``sandbox``  runs a *student's* notebook as the unprivileged account. It receives the probe part of each
+             check (never reference code, expected values or hidden labels) and the seed of each hidden
+             check, and reports what the student's code returns. Nothing it reports is believed as a verdict.
+``referee``  runs a *master* notebook (the staff solution) in the grader's trusted process, which never runs
+             student code. With the same seeds it computes the values a submission must match; it also
+             reads typed answers from the submitted notebook file and evaluates the submitted weights.
 
 Protocol
-    stdin, line 1: ``{"notebook": path, "runtime_dir": dir, "skip_ids": [...], "skip_cells": [...],
-                      "skip_tag": tag}``
-    stdin, line 2 (sent after the cells have run): ``{"checks": [{"name": ..., "source": ...}, ...],
+    stdin, line 1: ``{"mode": ..., "notebook": path, "runtime_dir": dir, "skip_ids": [...], "skip_cells": [...],
+                      "skip_tag": tag, "submitted": {name: path}}``
+    stdin, line 2 (sent after the cells have run): ``{"checks": [{"name", "source", "seed", "requested"}],
                       "replay": [{"name": ..., "source": ..., "defs_only": bool}, ...]}``
         ``replay``: checks an earlier child already ran. They run again silently, before the others, so that
         helpers they define exist for later checks; for a check that hung or crashed (``defs_only``) only its
@@ -17,7 +24,8 @@ Protocol
         {"event": "cells_done"}
         {"event": "replay", "name": ...}                before each replayed check
         {"event": "check_start", "name": ...}
-        {"event": "check", "name": ..., "report": {"values": {...}} | {"error": {...}}}
+        {"event": "check", "name": ..., "report": {...}}   only for requested checks
+        {"event": "check_end", "name": ...}
         {"event": "done"}
 
 This file runs on Python 3.10 and imports only the standard library at start-up (plus IPython, to run
@@ -117,29 +125,39 @@ def shell_free(source: str) -> str:
     return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
 
 
-def replay_checks(shell: Any, checks: List[Dict[str, Any]]) -> None:
+def use_mode(job: Dict[str, Any], sink: Any, requests: Dict[str, Any]) -> None:
+    """Point hwcheck at ``sink`` for the requested checks (again before every check: student code may have
+    changed hwcheck's state)."""
     import hwcheck
 
+    if job.get("mode") == "referee":
+        hwcheck.use_referee_mode(sink, requests, job.get("submitted") or {})
+    else:
+        hwcheck.use_probe_mode(sink, requests)
+
+
+def replay_checks(shell: Any, job: Dict[str, Any], checks: List[Dict[str, Any]]) -> None:
     for check in checks:
-        hwcheck.use_probe_mode(lambda name, report: None)
+        use_mode(job, None, {})
         emit({"event": "replay", "name": check["name"]})
         source = definitions_only(check["source"]) if check.get("defs_only") else check["source"]
         shell.run_cell(source, store_history=False, silent=True)
 
 
-def run_checks(shell: Any, checks: List[Dict[str, Any]]) -> None:
-    import hwcheck
-
+def run_checks(shell: Any, job: Dict[str, Any], checks: List[Dict[str, Any]]) -> None:
     def sink(name: str, report: Dict[str, Any]) -> None:
         emit({"event": "check", "name": name, "report": report})
 
     for check in checks:
-        hwcheck.use_probe_mode(sink)  # again before every check: student code may have changed it
-        emit({"event": "check_start", "name": check["name"]})
+        name = check["name"]
+        requested = {name: {"seed": check.get("seed")}} if check.get("requested", True) else {}
+        use_mode(job, sink, requested)
+        emit({"event": "check_start", "name": name})
         result = shell.run_cell(check["source"], store_history=False, silent=True)
         error = result.error_before_exec or result.error_in_exec
-        if error is not None:
-            sink(check["name"], {"error": {"type": type(error).__name__, "message": describe(error)}})
+        if error is not None and requested:
+            sink(name, {"error": {"type": type(error).__name__, "message": describe(error)}})
+        emit({"event": "check_end", "name": name})
 
 
 def main() -> int:
@@ -148,6 +166,7 @@ def main() -> int:
     job = json.loads(sys.stdin.readline())
     sys.path.insert(0, job["runtime_dir"])
     shell = make_shell()
+    use_mode(job, None, {})  # while the notebook's own cells run, every check is a no-op
     try:
         run_cells(shell, job)
     except (OSError, ValueError) as error:
@@ -155,8 +174,8 @@ def main() -> int:
     emit({"event": "cells_done"})
     line = sys.stdin.readline()
     message = json.loads(line) if line else {}
-    replay_checks(shell, message.get("replay", []))
-    run_checks(shell, message.get("checks", []))
+    replay_checks(shell, job, message.get("replay", []))
+    run_checks(shell, job, message.get("checks", []))
     emit({"event": "done"})
     sys.stdout.flush()
     return 0

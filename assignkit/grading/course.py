@@ -1,9 +1,14 @@
-"""What grading needs to know about the course: the suites, the goldens, the trusted modules, the data.
+"""What grading needs to know about the course: the suites, the public goldens, the masters the referee
+runs, the modules, the data and the grading key.
 
 Two sources, one structure:
 
 * an unzipped Gradescope bundle (``Course.from_bundle``; stdlib only, this is what runs on Gradescope);
 * the repository after ``make release`` (``Course.from_repo``; reads the masters, for local grading).
+
+Of all this, only the runtime modules (public), the public data and the probe part of each check ever
+reach the sandbox; the masters (solutions and reference code), the hidden data (labels) and the grading
+key stay with the grader and its referee.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from . import suites as suite_files
 from .redact import Redactor
 from .sandbox import DEFAULT_USER
+from .seeds import KEY_FILE
 from .suites import Suite
 
 ASSIGNMENT = "hw_rnn"
@@ -30,8 +36,8 @@ SKIPPED_DIRS = {".ipynb_checkpoints", "__pycache__"}
 MANIFEST = "bundle.json"
 SUITES = "suites/suites.json"
 BUNDLE_PUBLIC_GOLDENS = f"suites/{PUBLIC_GOLDENS}"
-BUNDLE_HIDDEN_GOLDENS = f"suites/{HIDDEN_GOLDENS}"
 RUNTIME_DIR = "runtime"
+REFEREE_DIR = "referee"
 PUBLIC_DIR = "public"
 HIDDEN_DATA_DIR = "hidden_data"
 GRADER_DIR = "grader"
@@ -67,27 +73,28 @@ class Course:
 
     suites: List[Suite]
     public_goldens: Dict[str, Any]
-    hidden_goldens: Dict[str, Any]
     runtime_files: List[Path]
+    referee_dir: Path  # the master notebooks (solutions, hidden checks, reference code): never in the sandbox
     public_data: List[Tuple[str, Path]] = field(default_factory=list)
     hidden_data_dir: Optional[Path] = None
+    key_path: Optional[Path] = None
     sandbox_user: str = DEFAULT_USER
     origin: str = ""
     _redactor: Optional[Redactor] = field(default=None, repr=False)
 
     @property
-    def goldens(self) -> Dict[str, Any]:
-        return {**self.public_goldens, **self.hidden_goldens}
-
-    @property
     def hwcheck_path(self) -> Path:
         return next(path for path in self.runtime_files if path.name == "hwcheck.py")
 
+    def master_path(self, suite: Suite) -> Path:
+        return self.referee_dir / suite.filename
+
     @property
     def redactor(self) -> Redactor:
+        """Defence in depth only: hidden probes hold no answers, and their inputs change with every grading."""
         if self._redactor is None:
-            hidden = [check.source for suite in self.suites for check in suite.checks if check.hidden]
-            self._redactor = Redactor(hidden, self.hidden_goldens)
+            hidden = [check.probe_source for suite in self.suites for check in suite.checks if check.hidden]
+            self._redactor = Redactor(hidden, {})
         return self._redactor
 
     def suite(self, name: str) -> Suite:
@@ -103,12 +110,13 @@ class Course:
         return cls(
             suites=suite_files.load(bundle / SUITES),
             public_goldens=_load_json(bundle / BUNDLE_PUBLIC_GOLDENS),
-            hidden_goldens=_load_json(bundle / BUNDLE_HIDDEN_GOLDENS),
             runtime_files=[bundle / RUNTIME_DIR / name for name in RUNTIME_MODULES
                            if (bundle / RUNTIME_DIR / name).is_file()],
+            referee_dir=bundle / REFEREE_DIR,
             public_data=[(p.relative_to(public_dir).as_posix(), p) for p in sorted(public_dir.rglob("*"))
                          if p.is_file()] if public_dir.is_dir() else [],
             hidden_data_dir=bundle / HIDDEN_DATA_DIR,
+            key_path=bundle / KEY_FILE,
             sandbox_user=str(manifest.get("sandbox_user", DEFAULT_USER)),
             origin=f"bundle {bundle}",
         )
@@ -122,13 +130,16 @@ class Course:
         hidden_path = root / "build" / "goldens" / HIDDEN_GOLDENS
         if not (source / PUBLIC_GOLDENS).is_file() or not hidden_path.is_file():
             raise FileNotFoundError(f"no goldens in {root}: run `make release` first")
+        public = _load_json(source / PUBLIC_GOLDENS)
+        recorded = {**public, **_load_json(hidden_path)}
         return cls(
-            suites=[suite_files.from_master(master) for master in read_masters(source)],
-            public_goldens=_load_json(source / PUBLIC_GOLDENS),
-            hidden_goldens=_load_json(hidden_path),
+            suites=[suite_files.from_master(master, recorded) for master in read_masters(source)],
+            public_goldens=public,
             runtime_files=[source / name for name in RUNTIME_MODULES if (source / name).is_file()],
+            referee_dir=source,
             public_data=public_files(root / "release" / ASSIGNMENT),
             hidden_data_dir=root / "autograder" / HIDDEN_DATA_DIR,
+            key_path=root / "build" / KEY_FILE,
             origin=f"repository {root}",
         )
 

@@ -22,9 +22,20 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
 ReportListener = Callable[[str, Dict[str, Any], float], None]
-MAX_EVENT_BYTES = 16 * 1024**2
-"""Longest event line believed (the largest real report is well under 1 MB); a longer one ends the child, which
-also bounds the grader's own memory when it parses a report."""
+MAX_EVENT_BYTES = 4 * 1024**2
+"""Longest event line believed (the largest real report is about 0.2 MB); a longer one ends the child."""
+MAX_CHILD_BYTES = 32 * 1024**2
+"""Most bytes of events one child may send; more ends it. With MAX_EVENTS, this bounds the grader's memory."""
+MAX_EVENTS = 20_000
+"""Most events one child may send (a notebook of a few hundred cells and twenty checks sends a few hundred)."""
+MAX_INCIDENTS = 40
+"""Most incident notes kept per notebook (crashes, time-outs, restarts)."""
+TEMP_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")
+MAX_TEMP_GROWTH_BYTES = 128 * 1024**2
+MAX_TEMP_GROWTH_INODES = 20_000
+MIN_FREE_BYTES = 16 * 1024**2
+"""A sandboxed child is stopped when it has used more than the growth limits of a shared temporary folder
+(/dev/shm is memory), or when the folder is nearly full."""
 
 
 @dataclass(frozen=True)
@@ -53,14 +64,32 @@ class SandboxUser:
 
 
 @dataclass(frozen=True)
+class CheckRun:
+    """One check cell to run after the notebook's cells: its source, the seed of a hidden check, and whether
+    its report is wanted (a cell that is not requested still runs, for the helpers it defines)."""
+
+    grade_id: str
+    source: str
+    seed: Optional[int] = None
+    requested: bool = True
+
+
+@dataclass(frozen=True)
 class ProbeJob:
-    """What to run: a notebook file, the cells to skip, and the master's check cells to probe with."""
+    """What to run: a notebook file, the cells to skip, and the check cells to run after them.
+
+    ``mode`` is ``"sandbox"`` (a student's notebook, as the sandbox account) or ``"referee"`` (a master
+    notebook in a trusted process; ``submitted`` maps submitted file names to paths it may read).
+    """
 
     notebook: Path
-    checks: Sequence[Any]  # objects with .grade_id and .source (assignkit.masters.Check)
+    checks: Sequence[CheckRun]
     skip_ids: Sequence[str] = ()
     skip_tag: str = "skip-grading"
     env: Mapping[str, str] = field(default_factory=dict)  # extra environment variables for the child
+    mode: str = "sandbox"
+    submitted: Mapping[str, str] = field(default_factory=dict)
+    code_cells: int = 10_000  # how many code cells the notebook has (cell events beyond are not believed)
 
 
 @dataclass
@@ -85,6 +114,13 @@ class NotebookRun:
         self.durations[name] = seconds
         if self.listener is not None:
             self.listener(name, report, seconds)
+
+    def incident(self, text: str) -> None:
+        """Note something that went wrong (bounded: a hostile notebook cannot grow this list without end)."""
+        if len(self.events) < MAX_INCIDENTS:
+            self.events.append(text[:300])
+        elif len(self.events) == MAX_INCIDENTS:
+            self.events.append("... (more incidents not listed)")
 
 
 PR_SET_PDEATHSIG = 1
@@ -183,6 +219,41 @@ def peak_rss(pid: int | str) -> int:
     return 0
 
 
+class SpaceWatchdog:
+    """Notices a child filling the machine's shared temporary space (disk, inodes, or tmpfs memory).
+
+    Compares ``statvfs`` of each shared temporary folder with what it was when the child started, a few
+    times a second (cheap). Only sandboxed children are watched.
+    """
+
+    def __init__(self, active: bool, folders: Sequence[str] = TEMP_FOLDERS, every: float = 0.2) -> None:
+        self.every = every
+        self.next_check = 0.0
+        self.start: Dict[str, Any] = {}
+        for folder in folders if active else ():
+            try:
+                self.start[folder] = os.statvfs(folder)
+            except OSError:
+                continue
+
+    def problem(self) -> str:
+        now = time.monotonic()
+        if not self.start or now < self.next_check:
+            return ""
+        self.next_check = now + self.every
+        for folder, before in self.start.items():
+            try:
+                stats = os.statvfs(folder)
+            except OSError:
+                continue
+            used = (before.f_bavail - stats.f_bavail) * stats.f_frsize
+            inodes = before.f_favail - stats.f_favail
+            if used > MAX_TEMP_GROWTH_BYTES or inodes > MAX_TEMP_GROWTH_INODES or \
+                    stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES:
+                return f"filled the shared temporary space ({folder})"
+        return ""
+
+
 class _Child:
     """One sandboxed child process and its event pipe."""
 
@@ -208,12 +279,18 @@ class _Child:
         self.drain = _OutputDrain(self.process.stdout, limits.output_bytes_kept)
         self.drain.start()
         self.peak_rss = 0
+        self.bytes_read = 0
+        self.events_read = 0
+        self.watchdog = SpaceWatchdog(job.mode == "sandbox")
+        self.stop_reason = ""
         first = {
+            "mode": job.mode,
             "notebook": str(job.notebook),
             "runtime_dir": str(runtime_dir),
             "skip_ids": list(job.skip_ids),
             "skip_cells": sorted(skip_cells),
             "skip_tag": job.skip_tag,
+            "submitted": dict(job.submitted),
         }
         self.send(first)
 
@@ -226,21 +303,32 @@ class _Child:
             pass
 
     def next_event(self, deadline: float) -> Optional[Dict[str, Any]]:
-        """The next event, ``None`` on timeout; raises ``EOFError`` when the child has gone."""
+        """The next event, ``None`` on timeout; raises ``EOFError`` when the child has gone (or has to go:
+        too much data, or the shared temporary space is filling up; ``stop_reason`` then says why)."""
         while b"\n" not in self.buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
             ready, _, _ = select.select([self.events], [], [], min(remaining, 0.25))
             self.peak_rss = max(self.peak_rss, peak_rss(self.process.pid))
+            problem = self.watchdog.problem()
+            if problem:
+                self.stop_reason = problem
+                raise EOFError
             if not ready:
                 continue
             chunk = self.events.read(1 << 20)
             if not chunk:
                 raise EOFError
             self.buffer += chunk
-            if len(self.buffer) > MAX_EVENT_BYTES:
+            self.bytes_read += len(chunk)
+            if len(self.buffer) > MAX_EVENT_BYTES or self.bytes_read > MAX_CHILD_BYTES:
+                self.stop_reason = "sent more data to the grader than any notebook needs"
                 raise EOFError
+        self.events_read += 1
+        if self.events_read > MAX_EVENTS:
+            self.stop_reason = "sent more messages to the grader than any notebook needs"
+            raise EOFError
         line, self.buffer = self.buffer.split(b"\n", 1)
         try:
             event = json.loads(line.decode("utf-8"))
@@ -266,13 +354,17 @@ class _Child:
 
 def run_notebook(job: ProbeJob, workdir: Path, runtime_dir: Path, *, limits: Limits = Limits(),
                  user: Optional[SandboxUser] = None, python: str = sys.executable,
-                 listener: Optional[ReportListener] = None) -> NotebookRun:
-    """Run ``job.notebook`` and then the probes of ``job.checks`` in sandboxed children; never raises
-    for anything the notebook does. ``listener(name, report, seconds)`` hears each check as it ends."""
+                 listener: Optional[ReportListener] = None,
+                 between_children: Optional[Callable[[], None]] = None) -> NotebookRun:
+    """Run ``job.notebook`` and then ``job.checks`` in children; never raises for anything the notebook does.
+
+    ``listener(name, report, seconds)`` hears each requested check as it ends; ``between_children()`` runs
+    after a child was stopped and before the next one starts (the grader sweeps the sandbox account there).
+    """
     run = NotebookRun(listener=listener)
     started = time.monotonic()
     budget_end = started + limits.notebook_seconds
-    remaining = [check for check in job.checks]
+    remaining = list(job.checks)
     completed: Dict[str, bool] = {}  # check -> ran to the end: replayed (silently) by a restarted child
     skip_cells: Set[int] = set()
     attempts = 0
@@ -280,7 +372,7 @@ def run_notebook(job: ProbeJob, workdir: Path, runtime_dir: Path, *, limits: Lim
         attempts += 1
         child = _Child(job, workdir, runtime_dir, skip_cells, limits, user, python)
         run.children += 1
-        finished = _drive(child, run, remaining, completed, skip_cells, limits, budget_end)
+        finished = _drive(child, run, job, remaining, completed, skip_cells, limits, budget_end)
         run.child_cpu_seconds += child.stop()
         run.child_peak_rss_bytes = max(run.child_peak_rss_bytes, child.peak_rss)
         if not run.output_head:
@@ -288,34 +380,46 @@ def run_notebook(job: ProbeJob, workdir: Path, runtime_dir: Path, *, limits: Lim
         run.output_bytes += child.drain.total
         if finished or not remaining:
             break
+        if between_children is not None:
+            between_children()
         if time.monotonic() >= budget_end:
-            run.events.append("the notebook used up its time budget")
+            run.incident("the notebook used up its time budget")
             break
         if attempts > limits.max_restarts:
-            run.events.append("the notebook stopped the grading process too many times")
+            run.incident("the notebook stopped the grading process too many times")
             break
     for check in remaining:
-        if check.grade_id not in run.reports:
+        if check.requested and check.grade_id not in run.reports:
             reason = run.events[-1] if run.events else "the grading process stopped"
             run.report(check.grade_id, {"error": {"type": "NotRun", "message": f"not run: {reason}"}}, 0.0)
     run.wall_seconds = time.monotonic() - started
     return run
 
 
-def _replays(checks: Sequence[Any], completed: Dict[str, bool]) -> List[Dict[str, Any]]:
+def _replays(checks: Sequence[CheckRun], completed: Dict[str, bool]) -> List[Dict[str, Any]]:
     """What a restarted child re-runs before the remaining checks, in the original order: the checks that
     ran to the end in full, and the definitions of those that hung or crashed."""
     return [{"name": c.grade_id, "source": c.source, "defs_only": not completed[c.grade_id]}
             for c in checks if c.grade_id in completed]
 
 
-def _drive(child: _Child, run: NotebookRun, remaining: List[Any], completed: Dict[str, bool], skip_cells: Set[int],
-           limits: Limits, budget_end: float) -> bool:
+def _finish_check(run: NotebookRun, remaining: List[CheckRun], completed: Dict[str, bool], check: CheckRun,
+                  ran_to_end: bool) -> None:
+    completed[check.grade_id] = ran_to_end
+    remaining[:] = [c for c in remaining if c.grade_id != check.grade_id]
+
+
+def _drive(child: _Child, run: NotebookRun, job: ProbeJob, remaining: List[CheckRun], completed: Dict[str, bool],
+           skip_cells: Set[int], limits: Limits, budget_end: float) -> bool:
     """Follow one child's events. Returns True when it finished normally; on a crash or timeout it records
-    the culprit (a cell to skip next time, or a failed check) and returns False."""
+    the culprit (a cell to skip next time, or a failed check) and returns False.
+
+    Events are believed only where they could be true: cell indices within the notebook, check events only
+    after the checks were sent and only for the check that is running, one report per check.
+    """
     current_cell: Optional[int] = None
-    current_check: Optional[str] = None
-    checks_sent = False  # check events are only believed once the grader has sent the checks
+    current: Optional[CheckRun] = None
+    checks_sent = False
     check_started = 0.0
     deadline = min(time.monotonic() + limits.cell_seconds, budget_end)
     while True:
@@ -325,55 +429,63 @@ def _drive(child: _Child, run: NotebookRun, remaining: List[Any], completed: Dic
             event = {"event": "eof"}
         if event is None or event.get("event") == "eof":
             timed_out = event is None
-            what = "took too long" if timed_out else "ended the grading process"
-            if current_check is not None:
-                run.report(current_check, {"error": {"type": "Timeout" if timed_out else "Crash",
-                                                     "message": f"the check {what}"}},
-                           time.monotonic() - check_started)
-                completed[current_check] = False
-                remaining[:] = [c for c in remaining if c.grade_id != current_check]
-                run.events.append(f"check {current_check} {what}")
+            what = "took too long" if timed_out else (child.stop_reason or "ended the grading process")
+            if current is not None:
+                if current.requested and current.grade_id not in run.reports:
+                    run.report(current.grade_id, {"error": {"type": "Timeout" if timed_out else "Crash",
+                                                            "message": f"the check {what}"}},
+                               time.monotonic() - check_started)
+                _finish_check(run, remaining, completed, current, False)
+                run.incident(f"check {current.grade_id} {what}")
             elif current_cell is not None:
                 skip_cells.add(current_cell)
                 run.cells[current_cell] = f"this cell {what}; it was skipped"
-                run.events.append(f"cell {current_cell} {what}")
+                run.incident(f"cell {current_cell} {what}")
             else:
-                run.events.append(f"the notebook {what}")
+                run.incident(f"the notebook {what}")
                 for check in remaining:
-                    run.report(check.grade_id, {"error": {"type": "Crash", "message": f"the notebook {what}"}}, 0.0)
+                    if check.requested and check.grade_id not in run.reports:
+                        run.report(check.grade_id, {"error": {"type": "Crash", "message": f"the notebook {what}"}},
+                                   0.0)
                 remaining.clear()
             return False
         kind = event.get("event")
         now = time.monotonic()
-        if kind == "cell_start":
-            current_cell = event.get("index") if isinstance(event.get("index"), int) else None
-            deadline = min(now + limits.cell_seconds, budget_end)
-        elif kind == "cell":
+        if kind == "cell_start" and not checks_sent:
             index = event.get("index")
-            if isinstance(index, int):
+            current_cell = index if isinstance(index, int) and 0 <= index < job.code_cells else None
+            deadline = min(now + limits.cell_seconds, budget_end)
+        elif kind == "cell" and not checks_sent:
+            index = event.get("index")
+            if isinstance(index, int) and 0 <= index < job.code_cells:
                 run.cells[index] = "ok" if event.get("status") == "ok" else str(event.get("error", "error"))[:500]
             current_cell = None
-        elif kind == "notebook_error":
-            run.events.append(f"the notebook could not be read: {str(event.get('error'))[:300]}")
+        elif kind == "notebook_error" and not checks_sent:
+            run.incident(f"the notebook could not be read: {str(event.get('error'))[:300]}")
         elif kind == "cells_done" and not checks_sent:
             current_cell = None
             checks_sent = True
-            child.send({"checks": [{"name": c.grade_id, "source": c.source} for c in remaining],
-                        "replay": _replays(child.checks, completed)})
+            child.send({"checks": [{"name": c.grade_id, "source": c.source, "seed": c.seed, "requested": c.requested}
+                                   for c in remaining],
+                        "replay": _replays(job.checks, completed)})
             deadline = min(now + limits.check_seconds, budget_end)
         elif kind == "replay" and checks_sent:
             deadline = min(now + limits.check_seconds, budget_end)
         elif kind == "check_start" and checks_sent:
             name = event.get("name")
-            current_check = name if any(c.grade_id == name for c in remaining) else None
+            current = next((c for c in remaining if c.grade_id == name), None)
             check_started = now
             deadline = min(now + limits.check_seconds, budget_end)
-        elif kind == "check" and checks_sent:
-            name = event.get("name")
-            if name is not None and name == current_check and isinstance(event.get("report"), dict):
-                run.report(name, event["report"], now - check_started)
-                completed[name] = True
-                remaining[:] = [c for c in remaining if c.grade_id != name]
-                current_check = None
+        elif kind == "check" and checks_sent and current is not None:
+            report = event.get("report")
+            if (event.get("name") == current.grade_id and current.requested and isinstance(report, dict)
+                    and current.grade_id not in run.reports):
+                run.report(current.grade_id, report, now - check_started)
+        elif kind == "check_end" and checks_sent and current is not None and event.get("name") == current.grade_id:
+            if current.requested and current.grade_id not in run.reports:
+                run.report(current.grade_id, {"error": {"type": "NoValues", "message": "the check produced no values"}},
+                           now - check_started)
+            _finish_check(run, remaining, completed, current, True)
+            current = None
         elif kind == "done" and checks_sent:
             return True

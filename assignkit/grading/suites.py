@@ -1,8 +1,17 @@
-"""The hidden suites: every master's check cells and the metadata grading needs, as plain JSON.
+"""The suites: every master's checks and the metadata grading needs, as plain JSON.
 
-The bundle carries them as ``suites/suites.json`` so the Gradescope grader never has to read (or even
-have) the master notebooks; locally the same structure is extracted from the masters on the fly.
+The bundle carries them as ``suites/suites.json`` so the Gradescope grader never has to parse the master
+notebooks; locally the same structure is made from the masters and the recorded goldens on the fly.
 Only the standard library is used here at grading time.
+
+Each check has a *kind* (recorded by the build, see ``hwcheck.check``):
+
+``sandbox``  the probe runs in the sandbox on the student's code; a public one is compared with its public
+             goldens, a hidden one with the values the referee computes for this grading's seed;
+``referee``  the probe runs in the referee on a submitted file (the saved model), never on student code;
+``static``   a typed answer, read by the referee from the notebook file without running it.
+
+``probe_source`` is the only part of a check cell the sandbox ever receives (no reference code).
 """
 
 from __future__ import annotations
@@ -12,24 +21,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-FORMAT = 1
+FORMAT = 2
+KINDS = ("sandbox", "referee", "static")
+SPEC_KEYS = ("rtol", "atol", "layouts", "compare", "score", "seeded", "kernels", "variable", "cell")
 
 
 @dataclass(frozen=True)
 class SuiteCheck:
-    """One autograded check cell: what the sandbox runs (``source``) and what Gradescope shows (``title``)."""
+    """One autograded check: how it runs, how it is compared, and what Gradescope shows (``title``)."""
 
     grade_id: str
     notebook: str
     points: float
     hidden: bool
-    source: str
+    probe_source: str
     title: str
+    kind: str = "sandbox"
+    spec: Mapping[str, Any] = field(default_factory=dict)  # comparison options, never values
+
+    @property
+    def seeded(self) -> bool:
+        return bool(self.spec.get("seeded"))
+
+    @property
+    def refuses_kernels(self) -> bool:
+        return self.spec.get("kernels") == "refuse"
+
+    @property
+    def in_sandbox(self) -> bool:
+        return self.kind == "sandbox"
 
 
 @dataclass(frozen=True)
 class Suite:
-    """Everything about one notebook that grading needs (duck-compatible with ``assignkit.masters.Master``)."""
+    """Everything about one notebook that grading needs."""
 
     name: str
     checks: Tuple[SuiteCheck, ...]
@@ -49,9 +74,23 @@ class Suite:
     def manual_total(self) -> float:
         return sum(self.manual_points.values())
 
+    @property
+    def sandbox_checks(self) -> Tuple[SuiteCheck, ...]:
+        return tuple(check for check in self.checks if check.in_sandbox)
 
-def from_master(master: Any) -> Suite:
-    """Build a suite from an ``assignkit.masters.Master`` (build time: reads the master notebook as JSON)."""
+    @property
+    def referee_checks(self) -> Tuple[SuiteCheck, ...]:
+        """The checks whose expected values (or whole verdict) the referee computes."""
+        return tuple(check for check in self.checks if check.hidden or not check.in_sandbox)
+
+
+def spec_of(golden: Mapping[str, Any]) -> Dict[str, Any]:
+    """A recorded goldens entry without its values: only how to run and compare the check."""
+    return {key: golden[key] for key in SPEC_KEYS if key in golden and golden[key] not in (None, {}, "")}
+
+
+def from_master(master: Any, goldens: Mapping[str, Mapping[str, Any]]) -> Suite:
+    """Build a suite from an ``assignkit.masters.Master`` and the goldens the build recorded for it."""
     from .titles import check_titles
 
     notebook = json.loads(Path(master.path).read_text(encoding="utf-8"))
@@ -61,11 +100,23 @@ def from_master(master: Any) -> Suite:
         grade_id = ((cell.get("metadata") or {}).get("nbgrader") or {}).get("grade_id")
         if grade_id:
             grade_ids.append(str(grade_id))
-    checks = tuple(
-        SuiteCheck(c.grade_id, master.name, float(c.points), bool(c.hidden), c.source, titles[c.grade_id])
-        for c in master.checks
-    )
-    return Suite(master.name, checks, tuple(master.skip_ids), dict(master.manual_points), tuple(grade_ids))
+    checks = []
+    for c in master.checks:
+        golden = goldens.get(c.grade_id)
+        if golden is None:
+            raise ValueError(f"{master.name}: check {c.grade_id!r} has no recorded goldens (run `make release`)")
+        kind = str(golden.get("kind", "sandbox"))
+        if kind not in KINDS:
+            raise ValueError(f"{master.name}: check {c.grade_id!r} has an unknown kind {kind!r}")
+        if c.hidden and kind == "sandbox" and not golden.get("seeded"):
+            raise ValueError(f"{master.name}: hidden check {c.grade_id!r} must be seeded (hwcheck.check(..., "
+                             "seeded=True)): its inputs are drawn afresh for every grading")
+        if not c.hidden and kind != "sandbox":
+            raise ValueError(f"{master.name}: public check {c.grade_id!r} must run in the sandbox")
+        checks.append(SuiteCheck(c.grade_id, master.name, float(c.points), bool(c.hidden),
+                                 c.probe_source if kind == "sandbox" else "", titles[c.grade_id], kind,
+                                 spec_of(golden)))
+    return Suite(master.name, tuple(checks), tuple(master.skip_ids), dict(master.manual_points), tuple(grade_ids))
 
 
 def to_json(suites: Sequence[Suite]) -> Dict[str, Any]:
@@ -79,7 +130,7 @@ def to_json(suites: Sequence[Suite]) -> Dict[str, Any]:
                 "grade_ids": list(suite.grade_ids),
                 "checks": [
                     {"grade_id": c.grade_id, "points": c.points, "hidden": c.hidden, "title": c.title,
-                     "source": c.source}
+                     "kind": c.kind, "spec": dict(c.spec), "probe_source": c.probe_source}
                     for c in suite.checks
                 ],
             }
@@ -95,7 +146,7 @@ def from_json(data: Mapping[str, Any]) -> List[Suite]:
     for item in data["suites"]:
         checks = tuple(
             SuiteCheck(str(c["grade_id"]), str(item["name"]), float(c["points"]), bool(c["hidden"]),
-                       str(c["source"]), str(c["title"]))
+                       str(c["probe_source"]), str(c["title"]), str(c["kind"]), dict(c["spec"]))
             for c in item["checks"]
         )
         suites.append(Suite(str(item["name"]), checks, tuple(item.get("skip_ids", [])),
