@@ -18,8 +18,11 @@ fi
 
 python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade "pip<26"
-"$VENV/bin/python" -m pip install --quiet --index-url "$TORCH_INDEX" "torch==${TORCH_VERSION}"
+# First the complete pinned resolution (torch's dependencies included) from PyPI, then torch alone from the CPU
+# index: its dependencies are already there, so nothing else comes from that index.
 "$VENV/bin/python" -m pip install --quiet -r "$HERE/requirements.txt"
+"$VENV/bin/python" -m pip install --quiet --index-url "$TORCH_INDEX" "torch==${TORCH_VERSION}"
+"$VENV/bin/python" -m pip check || echo "setup.sh: warning: pip check reports the inconsistencies above" >&2
 chmod -R a+rX "$VENV"
 
 bash "$HERE/create_sandbox_user.sh" hwsandbox
@@ -29,7 +32,25 @@ chown -R root:root "$HERE"
 chmod 0700 "$HERE"
 
 cd /
-# Smoke test: the sandbox account can start the interpreter and import what notebooks need.
-runuser -u hwsandbox -- "$VENV/bin/python" -I -c "import torch, numpy, IPython, matplotlib; print('torch', torch.__version__)"
+# Smoke test: the sandbox account imports what notebooks need UNDER THE GRADER'S RESOURCE LIMITS (the CUDA build of
+# torch, for one, does not import within the address-space limit), with the grading package of this bundle.
+PREFLIGHT='
+import sys
+sys.path.insert(0, sys.argv[1])
+from assignkit.grading import runner, sandbox
+user = sandbox.find_user("hwsandbox")
+if user is None:
+    sys.exit("the sandbox account hwsandbox does not exist")
+error = sandbox.preflight(user, runner.Limits(), python=sys.argv[2])
+if error:
+    sys.exit(error)
+'
+if ! "$VENV/bin/python" -I -c "$PREFLIGHT" "$HERE/grader" "$VENV/bin/python"; then
+    echo "setup.sh: the sandbox account hwsandbox cannot import torch, numpy, IPython and matplotlib under the" >&2
+    echo "grader's limits (see above). If torch is the CUDA build: the CUDA build of torch cannot be imported under" >&2
+    echo "the grader's memory limits: install the CPU wheel (torch==${TORCH_VERSION} from ${TORCH_INDEX})." >&2
+    exit 1
+fi
 "$VENV/bin/python" -I -c "import sys; sys.path.insert(0, '$HERE/grader'); import assignkit.grading.gradescope"
+"$VENV/bin/python" -I -c "import torch; print('setup.sh: torch', torch.__version__)"
 echo "setup.sh: done"

@@ -6,8 +6,27 @@
 The goldens and suites come from the repository after ``make release`` (``--course``, default: this
 repository) or from a built bundle (``--bundle autograder/dist/autograder.zip`` or its unzipped folder).
 With ``--many`` every subfolder of SUBMISSIONS_PARENT is one submission; they are graded in parallel
-(``-j``, default: all cores) and each gets RESULTS_PARENT/<name>/results.json and submission_log.json.
-Run as root to run student code as an unprivileged user (``--user``, default ``hwsandbox``, else ``nobody``).
+(``-j``, default: all cores, at most one per submission) and each gets RESULTS_PARENT/<name>/results.json and
+submission_log.json.
+
+The sandbox (run as root, e.g. ``sudo .venv/bin/python -m assignkit.grading.grade ...``): student code runs as an
+unprivileged account, as on Gradescope. Every parallel grading has an account of its own, so that gradings can
+neither read nor kill each other: ``hwsandbox``, ``hwsandbox2`` … ``hwsandboxN`` for ``-j N`` (``--user NAME``
+changes the base name; worker k always uses the k-th). Create them once with
+
+    bash autograder/create_sandbox_user.sh --count N
+
+(``grade`` stops before grading and prints that command when one is missing). Before grading, and after every
+notebook, root kills whatever the account left running and removes its files from /tmp, /var/tmp and /dev/shm.
+Grading from the repository first makes the checkout unreadable for the accounts (``chmod go-rwx`` on every entry
+but the virtualenv the sandbox runs from; the checkout itself becomes ``0711``; the changes are printed) and checks
+it as each account; a ``--bundle`` is unpacked into a private ``0700`` folder, also checked as each account; with
+``--many``, SUBMISSIONS_PARENT is made private too, so no submission can read another.
+
+``--no-sandbox``: as any user but root, ``grade`` refuses to run student code unless given this flag. With it,
+student code runs as you, with the resource limits but without any privilege drop: it can read (and send
+anywhere, change or delete) everything you can, this repository's solutions and hidden tests included. Only for
+submissions you trust.
 """
 
 from __future__ import annotations
@@ -15,6 +34,8 @@ from __future__ import annotations
 import argparse
 import atexit
 import csv
+import fcntl
+import multiprocessing
 import os
 import shutil
 import sys
@@ -22,69 +43,129 @@ import tempfile
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .autograde import Grading, grade_submission, scores_row
 from .course import Course
-from .sandbox import resolve_user
+from .runner import SandboxUser
+from .sandbox import (
+    FALLBACK_USER,
+    SandboxError,
+    account_name,
+    dedicated_users,
+    is_root,
+    protect_checkout,
+    sweep,
+    verify_unreadable,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _COURSE: Optional[Course] = None
 _OPTIONS: Dict[str, Any] = {}
+LOCK_FOLDER = Path("/run/hwgrade-accounts")  # root's: one lock per sandbox account in use
+_LOCKS: List[int] = []
+
+NO_SANDBOX_REFUSED = """\
+grade: not running as root, so there is no sandbox: student code would run as you, able to read, change or
+delete everything you can (this repository's solutions and hidden tests included) and to send it anywhere.
+Run as root to grade in the sandbox, like Gradescope:
+    sudo {python} -m assignkit.grading.grade ...
+(create the sandbox accounts once with `bash autograder/create_sandbox_user.sh --count N`), or pass
+--no-sandbox to run student code as you anyway (only for submissions you trust)."""
+
+NO_SANDBOX_WARNING = """\
+################################################################################################################
+WARNING: --no-sandbox: student code runs as YOU ({user}), with resource limits but no privilege drop. It can read,
+change or delete everything you can, including this repository's solutions, hidden tests and goldens, and send
+it anywhere. Only grade submissions you trust this way; run as root for the sandbox.
+################################################################################################################"""
+
+
+def _bundle_folder(path: Path) -> Path:
+    """A bundle folder as is, or a zip unpacked into a private (0700) temporary folder removed at exit."""
+    if path.is_dir():
+        return path
+    target = Path(tempfile.mkdtemp(prefix="hwbundle-"))
+    atexit.register(shutil.rmtree, target, True)
+    os.chmod(target, 0o700)
+    with zipfile.ZipFile(path) as archive:
+        archive.extractall(target)
+    os.chmod(target, 0o700)
+    return target
 
 
 def open_bundle(path: Path) -> Course:
     """A bundle folder, or a zip unpacked into a temporary folder removed at exit."""
-    if path.is_dir():
-        return Course.from_bundle(path)
-    target = Path(tempfile.mkdtemp(prefix="hwbundle-"))
-    atexit.register(shutil.rmtree, target, True)
-    with zipfile.ZipFile(path) as archive:
-        archive.extractall(target)
-    os.chmod(target, 0o700)
-    return Course.from_bundle(target)
+    return Course.from_bundle(_bundle_folder(path))
 
 
-def load_course(course_root: Optional[Path], bundle: Optional[Path]) -> Course:
+def open_course(course_root: Optional[Path], bundle: Optional[Path]) -> Tuple[Course, Optional[Path], Optional[Path]]:
+    """The course, the checkout it was read from (``None`` for a bundle) and the bundle folder (``None`` for a
+    checkout)."""
     if bundle is not None:
-        return open_bundle(bundle)
+        folder = _bundle_folder(bundle)
+        return Course.from_bundle(folder), None, folder
     root = course_root or REPO_ROOT
     try:
-        return Course.from_repo(root)
+        return Course.from_repo(root), root.resolve(), None
     except FileNotFoundError:
         built = root / "autograder" / "dist" / "autograder.zip"
         if course_root is None and built.is_file():
-            return open_bundle(built)
+            folder = _bundle_folder(built)
+            return Course.from_bundle(folder), None, folder
         raise
+
+
+def load_course(course_root: Optional[Path], bundle: Optional[Path]) -> Course:
+    return open_course(course_root, bundle)[0]
 
 
 def _grade(submission: Path, out: Path, course: Course, options: Dict[str, Any]) -> Grading:
     return grade_submission(course, submission, out, **options)
 
 
-def _worker_init(course: Course, options: Dict[str, Any]) -> None:
+def _worker_init(course: Course, options: Dict[str, Any], accounts: Any = None) -> None:
+    """Set up one pool worker; with ``accounts`` (a queue holding one account per worker) it takes one for good."""
     global _COURSE, _OPTIONS
-    _COURSE, _OPTIONS = course, options
+    _COURSE, _OPTIONS = course, dict(options)
+    if accounts is not None:
+        _OPTIONS.update(user=accounts.get(timeout=60), sweep_user=True)
 
 
-def _worker(task: Tuple[str, str]) -> Tuple[str, Dict[str, Any]]:
+def _worker(task: Tuple[str, str]) -> Tuple[str, Dict[str, Any], str]:
     assert _COURSE is not None
     submission, out = task
     grading = _grade(Path(submission), Path(out), _COURSE, _OPTIONS)
-    return Path(submission).name, scores_row(grading)
+    user = _OPTIONS.get("user")
+    return Path(submission).name, scores_row(grading), account_name(user.uid) if user is not None else ""
+
+
+def submission_folders(parent: Path) -> List[Path]:
+    return sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def grade_many(parent: Path, out_parent: Path, course: Course, options: Dict[str, Any], jobs: int,
-               csv_path: Path) -> List[Tuple[str, Dict[str, Any]]]:
-    """Grade every subfolder of ``parent`` (``jobs`` at a time) and write one CSV row per submission."""
-    folders = sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith("."))
-    tasks = [(str(folder), str(out_parent / folder.name)) for folder in folders]
+               csv_path: Path, users: Optional[Sequence[SandboxUser]] = None) -> List[Tuple[str, Dict[str, Any]]]:
+    """Grade every subfolder of ``parent`` (``jobs`` at a time) and write one CSV row per submission.
+
+    With ``users`` (one account per worker, e.g. from :func:`sandbox.dedicated_users`) there are ``len(users)``
+    workers and each runs all its gradings as its own account, sweeping only that account.
+    """
+    tasks = [(str(folder), str(out_parent / folder.name)) for folder in submission_folders(parent)]
     rows: List[Tuple[str, Dict[str, Any]]] = []
     if tasks:
-        with ProcessPoolExecutor(max_workers=max(1, jobs), initializer=_worker_init,
-                                 initargs=(course, options)) as pool:
-            for name, row in pool.map(_worker, tasks):
-                print(f"{name}: {row['score']:g} / {row['max_score']:g}", flush=True)
+        context = multiprocessing.get_context()
+        accounts = None
+        if users:
+            jobs = len(users)
+            accounts = context.Queue()
+            for user in users:
+                accounts.put(user)
+        with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context, initializer=_worker_init,
+                                 initargs=(course, options, accounts)) as pool:
+            for name, row, account in pool.map(_worker, tasks):
+                as_whom = f" (as {account})" if account else ""
+                print(f"{name}: {row['score']:g} / {row['max_score']:g}{as_whom}", flush=True)
                 rows.append((name, row))
     write_csv(csv_path, rows, course)
     return rows
@@ -100,6 +181,80 @@ def write_csv(path: Path, rows: List[Tuple[str, Dict[str, Any]]], course: Course
             writer.writerow([name, row["score"], row["max_score"], row["finished"], *(row[c] for c in check_ids)])
 
 
+def _private_submissions(parent: Path, users: Sequence[SandboxUser], log: Callable[[str], None]) -> None:
+    """A folder of many submissions must be unreadable for the accounts: one notebook could copy another's code."""
+    for user in users:
+        if verify_unreadable(user, [parent], limit=500):
+            mode = parent.stat().st_mode & 0o7777
+            os.chmod(parent, mode & ~0o077)
+            log(f"grade: made {parent} private ({mode:04o} -> {mode & ~0o077:04o}): "
+                f"{account_name(user.uid)} could read the other submissions")
+            readable = verify_unreadable(user, [parent], limit=500)
+            if readable:
+                raise SandboxError(f"{account_name(user.uid)} can still read {readable[0]} (ACL or group?): "
+                                   f"move the submissions to a private folder")
+
+
+def _claim(users: Sequence[SandboxUser], folder: Path = LOCK_FOLDER) -> None:
+    """Hold an exclusive lock on each account until this process and its workers exit: two ``grade`` runs sharing
+    an account would kill each other's notebooks (each sweeps its accounts)."""
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if folder.is_symlink() or folder.stat().st_uid != os.getuid():
+            return
+    except OSError:
+        return  # no place for locks (not Linux, no /run): grading still works
+    for user in users:
+        name = account_name(user.uid)
+        fd = os.open(folder / f"{user.uid}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(fd)
+            raise SandboxError(f"the sandbox account {name} is in use by another grade run; wait for it, or give "
+                               f"this one other accounts (--user NAME, created with "
+                               f"`bash autograder/create_sandbox_user.sh --count N --base NAME`)") from error
+        _LOCKS.append(fd)
+
+
+def prepare_sandbox(base: str, count: int, *, checkout: Optional[Path] = None, bundle: Optional[Path] = None,
+                    submissions: Optional[Path] = None, log: Callable[[str], None] = print) -> List[SandboxUser]:
+    """The accounts of ``count`` parallel gradings, claimed for this run (a lock each) and swept, with the course's
+    secrets checked unreadable for each.
+
+    Raises :class:`SandboxError` (or ``ValueError`` for an account that is root) with what to do.
+    """
+    users = dedicated_users(base, count)
+    _claim(users)
+    for user in users:
+        report = sweep(user)
+        if report.get("processes_killed") or report.get("paths_removed_count") or report.get("ipc_removed"):
+            log(f"grade: leftovers of {report['user']} removed: {report['processes_killed']} process(es), "
+                f"{report['paths_removed_count']} path(s), {report['ipc_removed']} IPC object(s)")
+    if checkout is not None:
+        for user in users:
+            report = protect_checkout(checkout, user)
+            for change in report.get("changed", []):
+                log(f"grade: made private for the sandbox: {change}")
+            if report and not report.get("venv_readable", True):
+                log(f"grade: warning: {account_name(user.uid)} cannot read the virtualenv {report['venv']}: "
+                    f"the sandboxed notebooks will not start")
+    if bundle is not None:
+        for user in users:
+            readable = verify_unreadable(user, [bundle])
+            if readable:
+                raise SandboxError(f"the sandbox account {account_name(user.uid)} can read the bundle {bundle} "
+                                   f"({readable[0]}): make it private first (chmod -R go-rwx {bundle})")
+        exposed = [REPO_ROOT / part for part in ("source", "build", "solutions", "autograder")
+                   if (REPO_ROOT / part).exists()]
+        if exposed and verify_unreadable(users[0], exposed, limit=1000):
+            log(f"grade: warning: {account_name(users[0].uid)} can read this checkout ({REPO_ROOT}: the masters "
+                f"hold the solutions); grade without --bundle once to make it private")
+    if submissions is not None:
+        _private_submissions(submissions, users, log)
+    return users
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("submission", nargs="?", type=Path, help="one submission folder")
@@ -109,21 +264,48 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 1, help="parallel gradings")
     parser.add_argument("--course", type=Path, help="course folder after `make release` (default: this repo)")
     parser.add_argument("--bundle", type=Path, help="an autograder.zip or its unzipped folder instead")
-    parser.add_argument("--user", help="the unprivileged account for student code (when run as root)")
+    parser.add_argument("--user", help="base name of the sandbox accounts (as root; default: the course's, "
+                                       "hwsandbox; -j N uses NAME, NAME2 ... NAMEN)")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="not root: run student code as you anyway (it can read everything you can)")
     args = parser.parse_args(argv)
     if (args.submission is None) == (args.many is None):
         parser.error("give either one SUBMISSION_DIR or --many SUBMISSIONS_PARENT")
-    course = load_course(args.course, args.bundle)
-    user = resolve_user(args.user or course.sandbox_user)
-    if user is None:
-        print("note: not running as root, so student code runs as you (fine for trusted local runs; "
-              "Gradescope runs it as an unprivileged user)", file=sys.stderr)
-    options: Dict[str, Any] = {"user": user}
+    if args.jobs < 1:
+        parser.error("-j must be at least 1")
+    root = is_root()
+    if root and args.no_sandbox:
+        print("grade: --no-sandbox as root would run student code as root; grade as root without it (the sandbox "
+              "accounts), or as a normal user with it", file=sys.stderr)
+        return 2
+    if not root and not args.no_sandbox:
+        print(NO_SANDBOX_REFUSED.format(python=sys.executable), file=sys.stderr)
+        return 2
+    if args.no_sandbox:
+        print(NO_SANDBOX_WARNING.format(user=account_name(os.getuid())), file=sys.stderr, flush=True)
+    jobs = 1
+    if args.many is not None:
+        jobs = max(1, min(args.jobs, len(submission_folders(args.many))))
+    course, checkout, bundle = open_course(args.course, args.bundle)
+    users: List[SandboxUser] = []
+    if root:
+        base = args.user or course.sandbox_user
+        if base == FALLBACK_USER:
+            print(f"grade: {FALLBACK_USER!r} is shared with the rest of the machine and cannot be swept; use the "
+                  f"dedicated accounts (bash autograder/create_sandbox_user.sh --count {jobs})", file=sys.stderr)
+            return 2
+        try:
+            users = prepare_sandbox(base, jobs, checkout=checkout, bundle=bundle, submissions=args.many,
+                                    log=lambda message: print(message, file=sys.stderr, flush=True))
+        except (SandboxError, ValueError) as error:
+            print(f"grade: {error}", file=sys.stderr)
+            return 2
     out = args.out or Path("results")
     if args.many is not None:
-        rows = grade_many(args.many, out, course, options, args.jobs, args.csv)
+        rows = grade_many(args.many, out, course, {"user": None}, jobs, args.csv, users=users or None)
         print(f"graded {len(rows)} submission(s) into {out}; grades in {args.csv}")
         return 0 if all(row["finished"] for _, row in rows) else 1
+    options: Dict[str, Any] = {"user": users[0], "sweep_user": True} if users else {"user": None}
     grading = _grade(args.submission, out, course, {**options, "log": print})
     totals = grading.totals()
     print(f"{args.submission}: {totals['score']:g} / {totals['max_score']:g} -> {out / 'results.json'}")
