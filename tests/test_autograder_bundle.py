@@ -40,11 +40,13 @@ def test_the_zip_is_deterministic(fast_build: Path, tmp_path: Path) -> None:
 def test_contents_follow_gradescope_conventions(archive: zipfile.ZipFile, fast_build: Path) -> None:
     names = set(archive.namelist())
     assert {"setup.sh", "run_autograder", "requirements.txt", "create_sandbox_user.sh", "bundle.json",
-            "suites/suites.json", "suites/public_goldens.json", "suites/hidden_goldens.json",
-            "runtime/hwcheck.py", "runtime/safe_expr.py"} <= names
+            "suites/suites.json", "suites/public_goldens.json", "runtime/hwcheck.py", "runtime/safe_expr.py"} <= names
     for name in ("setup.sh", "run_autograder", "create_sandbox_user.sh"):
         assert (archive.getinfo(name).external_attr >> 16) & 0o777 == 0o755
-    assert not [n for n in names if n.endswith(".ipynb")], "notebooks (and their solutions) stay out of the bundle"
+    notebooks = sorted(n for n in names if n.endswith(".ipynb"))
+    assert notebooks == sorted(f"referee/{m}" for m in ("q_rnn_and_grad.ipynb", "q_rnn_last_name.ipynb",
+                                                       "q_written.ipynb")), "only the referee holds the masters"
+    assert "suites/hidden_goldens.json" not in names and "grading_key" not in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     manifest = json.loads(archive.read("bundle.json"))
     for name, digest in manifest["files"].items():
@@ -67,13 +69,18 @@ def test_setup_pins_a_cpu_torch_and_python310_packages(archive: zipfile.ZipFile)
     assert "torch" not in pins
 
 
-def test_suites_hold_every_check_with_its_golden(archive: zipfile.ZipFile) -> None:
+def test_suites_hold_how_to_run_each_check_but_no_expected_value(archive: zipfile.ZipFile) -> None:
     suites = json.loads(archive.read("suites/suites.json"))["suites"]
-    goldens = {**json.loads(archive.read("suites/public_goldens.json")),
-               **json.loads(archive.read("suites/hidden_goldens.json"))}
+    public = json.loads(archive.read("suites/public_goldens.json"))
     checks = [check for suite in suites for check in suite["checks"]]
-    assert checks and all(check["grade_id"] in goldens for check in checks)
-    assert all("### BEGIN HIDDEN TESTS" in check["source"] for check in checks if check["hidden"])
+    assert checks and all(check["grade_id"] in public for check in checks if not check["hidden"])
+    assert all("values" not in check["spec"] for check in checks)
+    sandboxed = [check for check in checks if check["kind"] == "sandbox"]
+    assert sandboxed and all("REFERENCE" not in check["probe_source"] and "reference=" not in check["probe_source"]
+                             for check in sandboxed)
+    assert all(check["spec"].get("seeded") for check in sandboxed if check["hidden"])
+    assert all(check["probe_source"] == "" for check in checks if check["kind"] != "sandbox")
+    assert all(check["points"] == 0 for check in checks if not check["hidden"])
     assert len({check["title"] for check in checks}) == len(checks)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from assignkit.grading import autograde, crosscheck, redact, results, scoring, submission, suites, titles
 from assignkit.grading.runner import Limits
-from assignkit.grading.sandbox import names_only
+from assignkit.grading.suites import SuiteCheck
 
 ROOT = Path(__file__).resolve().parents[1]
 HWCHECK = ROOT / "source" / "hw_rnn" / "hwcheck.py"
@@ -131,25 +131,50 @@ def test_redactor_withholds_hidden_source_lines_and_golden_numbers() -> None:
     assert "# public part" not in redactor.lines
 
 
-def test_hidden_messages_hold_no_numbers_derived_from_goldens() -> None:
+def _check(hidden: bool, points: float, **spec: object) -> SuiteCheck:
+    return SuiteCheck("test_h" if hidden else "p", "q", points, hidden, "", "title", "sandbox", spec)
+
+
+def test_hidden_messages_hold_no_numbers_derived_from_the_expected_values() -> None:
     hwcheck = scoring.load_hwcheck(HWCHECK)
-    golden = {"values": {"case0/y": {"kind": "array", "shape": [2, 3], "values": [0.5] * 6},
-                         "case1/y": {"kind": "array", "shape": [2], "values": [0.25, 0.75]}}}
-    check = SimpleNamespace(grade_id="test_h", notebook="q", points=2.0, hidden=True)
+    expected = {"case0/y": hwcheck.encode([[0.5] * 3] * 2), "case1/y": hwcheck.encode([0.25, 0.75])}
     report = {"values": {"case0/y": hwcheck.encode([[0.0] * 3] * 2), "case1/y": hwcheck.encode([0.25, 0.75, 1.0])}}
-    result = scoring.score(check, report, golden, hwcheck)
-    assert result.points == 0
+    result = scoring.score(_check(True, 2.0, seeded=True), report, {"expected": expected}, None, hwcheck)
+    assert result.points == 0 and not result.ok
     assert result.message == "case0/y: values differ from the expected ones; case1/y: wrong shape"
-    public = scoring.score(SimpleNamespace(grade_id="p", notebook="q", points=1.0, hidden=False), report, golden,
-                           hwcheck)
-    assert "expected 0.5" in public.message
+    golden = {"values": {key: hwcheck.to_golden(value) for key, value in expected.items()}}
+    public = scoring.score(_check(False, 0.0), report, None, golden, hwcheck)
+    assert "expected 0.5" in public.message and not public.ok and not public.passed
+
+
+def test_a_hidden_check_scores_against_the_referee_not_against_anything_the_child_sends() -> None:
+    hwcheck = scoring.load_hwcheck(HWCHECK)
+    expected = {"y": hwcheck.encode([1.0, 2.0])}
+    forged = {"values": {"y": hwcheck.encode([1.0, 2.0])}, "expected": {"y": hwcheck.encode([9.0])},
+              "verdict": [1.0, [], "forged"]}
+    assert scoring.score(_check(True, 2.0), forged, {"expected": expected}, None, hwcheck).points == 2
+    wrong = {"values": {"y": hwcheck.encode([9.0])}, "verdict": [1.0, [], "forged"]}
+    assert scoring.score(_check(True, 2.0), wrong, {"expected": expected}, None, hwcheck).points == 0
+    missing = scoring.score(_check(True, 2.0), forged, None, None, hwcheck)
+    assert missing.points == 0 and missing.internal_error
+
+
+def test_a_refusing_check_needs_an_empty_kernel_trace() -> None:
+    hwcheck = scoring.load_hwcheck(HWCHECK)
+    expected = {"y": hwcheck.encode([1.0])}
+    check = _check(True, 3.0, kernels="refuse")
+    values = {"y": hwcheck.encode([1.0])}
+    assert scoring.score(check, {"values": values, "kernels": []}, {"expected": expected}, None, hwcheck).points == 3
+    used = scoring.score(check, {"values": values, "kernels": ["lstm"]}, {"expected": expected}, None, hwcheck)
+    assert used.points == 0 and "recurrent kernel (lstm)" in used.message
+    hidden_trace = scoring.score(check, {"values": values}, {"expected": expected}, None, hwcheck)
+    assert hidden_trace.points == 0 and "missing" in hidden_trace.message
 
 
 def test_hidden_errors_do_not_show_student_text() -> None:
     hwcheck = scoring.load_hwcheck(HWCHECK)
-    check = SimpleNamespace(grade_id="test_h", notebook="q", points=2.0, hidden=True)
     report = {"error": {"type": "ValueError", "message": "ValueError: here is the hidden source"}}
-    result = scoring.score(check, report, {"values": {}}, hwcheck)
+    result = scoring.score(_check(True, 2.0), report, {"expected": {}}, None, hwcheck)
     assert "hidden source" not in result.message and "ValueError" in result.message
 
 
@@ -214,11 +239,6 @@ def test_cross_check_reads_the_notebook_log_format() -> None:
     assert any("81.0% (at /public_test_accuracy)" in note and "DISAGREES" not in note for note in notes)
 
 
-def test_names_only_keeps_inputs_and_drops_labels() -> None:
-    assert names_only("name\tlanguage\nSmith\tEnglish\nMüller\tGerman\n") == "name\nSmith\nMüller\n"
-    assert names_only("id\tlabel\n1\tx\n") is None
-
-
 # -- the budget against Gradescope's defaults (10 minutes, 768 MB) --------------------------------------
 
 
@@ -236,6 +256,8 @@ def test_default_limits_fit_gradescope_with_margin() -> None:
     grader_mb, child_mb = 80, limits.data_bytes / 1024**2  # the grader imports no torch (~40 MB measured)
     torch_code_mb = 150  # torch's shared libraries: file-backed, outside RLIMIT_DATA (~130 MB resident measured)
     assert grader_mb + child_mb + torch_code_mb <= 700  # one child at a time; Gradescope's default is 768 MB
+    referee = autograde.REFEREE_LIMITS  # the referee runs before the sandbox of the same notebook, never beside it
+    assert referee.data_bytes <= limits.data_bytes and referee.address_space_bytes <= limits.address_space_bytes
 
 
 def test_bench_tables_and_ratios() -> None:

@@ -10,14 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
+from notebook_grading import grade_notebook
 
 from assignkit.grading.child import definitions_only
-from assignkit.grading.notebook_grader import grade_notebook
-from assignkit.grading.sandbox import names_only
 from assignkit.masters import read_master
 from assignkit.notebooks import cell_errors, execute
 
@@ -151,18 +149,9 @@ def test_blank_release_public_checks_fail_with_clear_messages(fast_build):
 # --------------------------------------------------------------------------------------------------
 
 
-def grade(course: Path, goldens: dict, notebook: Path, model: bytes | None, workdir: Path) -> dict:
-    """Grade ``notebook`` as the autograder does: public data and names-only hidden data next to it."""
-    master = read_master(source_dir(course) / f"{NOTEBOOK}.ipynb")
-    workdir.mkdir(parents=True)
-    shutil.copytree(course / "release" / "hw_rnn" / "data", workdir / "data")
-    (workdir / "hidden_data").mkdir()
-    hidden_names = names_only((course / HIDDEN_FILE).read_text(encoding="utf-8"))
-    (workdir / "hidden_data" / HIDDEN_FILE.name).write_text(hidden_names, encoding="utf-8")
-    if model is not None:
-        (workdir / MODEL_FILE).write_bytes(model)
-    results, _ = grade_notebook(notebook, master, goldens, source_dir(course), workdir)
-    return results
+def grade(course: Path, notebook: Path, model: bytes | None, workdir: Path) -> dict:
+    """Grade ``notebook`` (and ``model`` as surname_model.pt) as the autograder does."""
+    return grade_notebook(course, NOTEBOOK, notebook, workdir, model=model)
 
 
 # Plausible bugs, each variant aimed at some checks; the checks it does not touch must keep their points.
@@ -199,7 +188,7 @@ def mutated(notebook: dict, edits: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def graded(fast_build: Path, all_goldens: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def graded(fast_build: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Results of the solution with its weights, the blank release without weights, the solution with a pickled
     module instead of a state_dict, and the mutants (with the solution's weights)."""
     import torch
@@ -215,7 +204,7 @@ def graded(fast_build: Path, all_goldens: dict, tmp_path_factory: pytest.TempPat
         path = base / f"mutant{index}.ipynb"
         path.write_text(json.dumps(mutated(json.loads(solution.read_text(encoding="utf-8")), edits)), encoding="utf-8")
         runs[name] = (path, weights)
-    return {name: grade(fast_build, all_goldens, notebook, model, base / f"run{index}")
+    return {name: grade(fast_build, notebook, model, base / f"run{index}")
             for index, (name, (notebook, model)) in enumerate(runs.items())}
 
 
@@ -236,14 +225,17 @@ def test_blank_release_gets_nothing(graded):
 @pytest.mark.parametrize("mutant", sorted(MUTANTS))
 def test_plausible_bugs_lose_exactly_their_checks(graded, mutant):
     results = graded[mutant]
-    failed = {name for name, r in results.items() if name != ACCURACY_CHECK and r.points < r.max_points}
+    failed = {name for name, r in results.items() if name != ACCURACY_CHECK and not r.passed}
     assert failed == MUTANT_FAILS[mutant], {name: results[name].message for name in failed ^ MUTANT_FAILS[mutant]}
     assert all(results[name].points == 0 for name in failed)
 
 
-def test_reading_pads_costs_accuracy_points(graded):
-    mutant = graded["reads T-1, maps unknown letters to the pad"][ACCURACY_CHECK]
-    assert mutant.points < graded["solution"][ACCURACY_CHECK].points, mutant.message
+def test_accuracy_is_measured_by_the_staff_classifier_not_the_students_forward(graded):
+    """The grader evaluates the submitted weights in the staff's RecurrentClassifier (no student code runs with
+    the hidden names); a broken forward loses the points of its differential check instead."""
+    mutant = graded["reads T-1, maps unknown letters to the pad"]
+    assert mutant[ACCURACY_CHECK].message == graded["solution"][ACCURACY_CHECK].message
+    assert mutant["test_classifier_hidden"].points == 0
 
 
 def test_a_pickled_model_is_rejected_with_a_clear_message(graded):
@@ -341,12 +333,47 @@ def test_loader_rejects_files_that_are_not_tensors_only(loader, tmp_path):
     import torch
 
     torch.save(torch.nn.GRU(2, 2), tmp_path / "module.pt")
+    with pytest.raises(ValueError, match=r"could not be read with torch.load\(weights_only=True\)"):
+        loader["load_submitted_model"](tmp_path / "module.pt")
     (tmp_path / "garbage.pt").write_bytes(b"\x80\x04not a torch file")
-    for name in ("module.pt", "garbage.pt"):
-        with pytest.raises(ValueError, match=r"could not be read with torch.load\(weights_only=True\)"):
-            loader["load_submitted_model"](tmp_path / name)
+    with pytest.raises(ValueError, match="is not a file written by torch.save"):
+        loader["load_submitted_model"](tmp_path / "garbage.pt")
     with pytest.raises(FileNotFoundError, match="was not found"):
         loader["load_submitted_model"](tmp_path / MODEL_FILE)
+
+
+def test_loader_refuses_zips_that_torch_would_inflate(loader, tmp_path):
+    """torch.load trusts the sizes a zip declares: a compressed entry or one declaring more bytes than the file
+    holds is refused before torch reads anything."""
+    import zipfile
+
+    import torch
+
+    torch.save(state_dict(), tmp_path / "good.pt")
+    with zipfile.ZipFile(tmp_path / "good.pt") as source, \
+            zipfile.ZipFile(tmp_path / "deflated.pt", "w", zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            target.writestr(entry.filename, source.read(entry))
+    loader["load_submitted_model"](tmp_path / "good.pt")
+    with pytest.raises(ValueError, match="not laid out the way torch.save writes"):
+        loader["load_submitted_model"](tmp_path / "deflated.pt")
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
+        target.writestr("archive/data/0", b"\0" * 50_000_000)
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(ValueError, match="not laid out the way torch.save writes"):
+        loader["load_submitted_model"](bomb)
+
+
+def test_loader_refuses_sizes_beyond_what_the_grader_accepts(loader, tmp_path):
+    import torch
+
+    torch.save(state_dict(rnn_size=1100, num_layers=1), tmp_path / "wide.pt")
+    with pytest.raises(ValueError, match="rnn_size 1100 is above"):
+        loader["load_submitted_model"](tmp_path / "wide.pt")
+    torch.save(state_dict(num_layers=5), tmp_path / "deep.pt")
+    with pytest.raises(ValueError, match="5 recurrent layers"):
+        loader["load_submitted_model"](tmp_path / "deep.pt")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,9 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from assignkit.grading.notebook_grader import grade_notebook
-from assignkit.masters import read_master
+from notebook_grading import grade_notebook
 
 MUTATIONS = {
     "second bias not folded into one": (
@@ -62,12 +60,8 @@ def mutate(notebook: dict, grade_id: str, edits: list) -> dict:
     raise AssertionError(f"no cell {grade_id}")
 
 
-def grade(fast_build: Path, all_goldens: dict, notebook: dict, tmp_path: Path) -> dict:
-    master = read_master(fast_build / "source" / "hw_rnn" / "q_rnn_and_grad.ipynb")
-    path = tmp_path / "submission.ipynb"
-    path.write_text(json.dumps(notebook))
-    results, _ = grade_notebook(path, master, all_goldens, fast_build / "source" / "hw_rnn", tmp_path / "work")
-    return results
+def grade(fast_build: Path, notebook: dict, tmp_path: Path) -> dict:
+    return grade_notebook(fast_build, "q_rnn_and_grad", notebook, tmp_path / "work")
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +69,15 @@ def solution(fast_build: Path) -> dict:
     return json.loads((fast_build / "solutions" / "hw_rnn" / "q_rnn_and_grad.ipynb").read_text())
 
 
-def test_unmutated_solution_passes_every_check(fast_build, all_goldens, solution, tmp_path):
-    results = grade(fast_build, all_goldens, solution, tmp_path)
+def test_unmutated_solution_passes_every_check(fast_build, solution, tmp_path):
+    results = grade(fast_build, solution, tmp_path)
     assert {name: r.message for name, r in results.items() if not r.passed} == {}
 
 
 @pytest.mark.parametrize("bug", sorted(MUTATIONS))
-def test_hidden_check_catches(bug, fast_build, all_goldens, solution, tmp_path):
+def test_hidden_check_catches(bug, fast_build, solution, tmp_path):
     grade_id, old, new, old2, new2, hidden_check = MUTATIONS[bug]
     edits = [(old, new)] + ([(old2, new2)] if old2 else [])
-    results = grade(fast_build, all_goldens, mutate(json.loads(json.dumps(solution)), grade_id, edits), tmp_path)
+    results = grade(fast_build, mutate(json.loads(json.dumps(solution)), grade_id, edits), tmp_path)
     assert results[hidden_check].points == 0, f"{hidden_check} missed: {bug}"
     assert results[hidden_check].message, "a failed check explains itself"

@@ -10,14 +10,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
+from notebook_grading import grade_notebook
 
-from assignkit.grading.notebook_grader import grade_notebook
 from assignkit.grading.scoring import load_hwcheck
-from assignkit.masters import read_master
 
 ROOT = Path(__file__).resolve().parents[1]
 TREE_FILE = ROOT / "source" / "hw_rnn" / "data" / "beam_tree.json"
@@ -73,8 +71,9 @@ VARIANTS = {
         "answer_dy_dw": 'answer_dy_dw = "u3 + 2*w*u2"',  # the w^2 path is missing
         "answer_edge_s": 'answer_edge_s = "dy_ds * w"',
         "beam_t2": 'beam_t2 = [("neural network", -1.25), ("neural neural", -1.45)]',
+        "beam_t3": 'beam_t3 = STAFF_BEAMS[3]  # computed, not written out: not read when grading',
         "beam_search": ONE_BEAM,
-    }, {"answer_t", "answer_dy_dw", "answer_edge_s", "beam_t2", "beam_search"}),
+    }, {"answer_t", "answer_dy_dw", "answer_edge_s", "beam_t2", "beam_t3", "beam_search"}),
     "b": ({
         "answer_y": 'answer_y = "w*u3 + w^2*u2 + w^2*u1"',
         "answer_edge_q": 'answer_edge_q = "dy_dq"',  # forgot the factor p
@@ -166,19 +165,12 @@ def set_answer(notebook: dict, grade_id: str, source: str) -> None:
     raise AssertionError(f"no cell {grade_id}")
 
 
-def grade(fast_build: Path, goldens: dict, notebook: dict, workdir: Path) -> dict:
-    source = fast_build / "source" / "hw_rnn"
-    master = read_master(source / f"{NOTEBOOK}.ipynb")
-    workdir.mkdir(parents=True)
-    shutil.copytree(fast_build / "release" / "hw_rnn" / "data", workdir / "data")  # as the autograder does
-    path = workdir.parent / f"{workdir.name}-{NOTEBOOK}.ipynb"
-    path.write_text(json.dumps(notebook), encoding="utf-8")
-    results, _ = grade_notebook(path, master, goldens, source, workdir)
-    return results
+def grade(fast_build: Path, notebook: dict, workdir: Path) -> dict:
+    return grade_notebook(fast_build, NOTEBOOK, notebook, workdir)
 
 
 @pytest.fixture(scope="module")
-def graded(fast_build: Path, all_goldens: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def graded(fast_build: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Results of the solution, the blank release and every wrong-answer variant.
 
     Graded one after the other: scoring loads ``safe_expr`` lazily into ``sys.modules``, which is not
@@ -195,7 +187,7 @@ def graded(fast_build: Path, all_goldens: dict, tmp_path_factory: pytest.TempPat
             set_answer(notebook, grade_id, source)
         notebooks[name] = notebook
     base = tmp_path_factory.mktemp("written")
-    return {name: grade(fast_build, all_goldens, notebook, base / name) for name, notebook in notebooks.items()}
+    return {name: grade(fast_build, notebook, base / name) for name, notebook in notebooks.items()}
 
 
 def test_solution_gets_every_automatic_point(graded):
@@ -213,7 +205,7 @@ def test_blank_release_gets_nothing(graded):
 def test_wrong_answers_lose_exactly_their_parts(graded, variant):
     results = graded[variant]
     expected_failures = {check for grade_id in VARIANTS[variant][1] for check in CHECK_OF[grade_id]}
-    failed = {name for name, r in results.items() if r.points < r.max_points}
+    failed = {name for name, r in results.items() if not r.passed}
     assert failed == expected_failures, {name: results[name].message for name in failed ^ expected_failures}
     assert all(results[name].points == 0 for name in expected_failures)
 
@@ -221,8 +213,13 @@ def test_wrong_answers_lose_exactly_their_parts(graded, variant):
 def test_unsafe_answer_gets_a_clear_message_and_nothing_runs(graded):
     result = graded["a"]["test_backprop_t"]
     assert result.points == 0
-    assert "FormulaNotReadable" in result.message
+    assert "unknown name '__import__'" in result.message
     assert not Path("/tmp/pwned").exists()
+
+
+def test_a_computed_answer_is_not_run_and_says_how_to_write_it(graded):
+    result = graded["a"]["test_beam_t3"]
+    assert result.points == 0 and "must be written out as a literal value" in result.message
 
 
 def test_grader_side_comparison_explains_unreadable_answers(fast_build, all_goldens):

@@ -13,6 +13,7 @@ key stay with the grader and its referee.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -88,6 +89,14 @@ class Course:
 
     def master_path(self, suite: Suite) -> Path:
         return self.referee_dir / suite.filename
+
+    def subset(self, names: Sequence[str]) -> Course:
+        """The same course with only the notebooks named (``q_written`` ...), e.g. to grade one notebook."""
+        unknown = sorted(set(names) - {suite.name for suite in self.suites})
+        if unknown:
+            raise ValueError(f"no such notebook in this course: {', '.join(unknown)}")
+        return dataclasses.replace(self, suites=[suite for suite in self.suites if suite.name in names],
+                                   _redactor=None)
 
     @property
     def redactor(self) -> Redactor:

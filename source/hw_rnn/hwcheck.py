@@ -79,6 +79,12 @@ def use_probe_mode(sink: Optional[Sink], requests: Optional[Mapping[str, Mapping
     _requests = {str(k): dict(v) for k, v in (requests or {}).items()}
 
 
+def use_notebook_mode() -> None:
+    """Back to the default: compare in this process (Jupyter, Colab, nbgrader)."""
+    global _mode, _sink, _requests, _submitted
+    _mode, _sink, _requests, _submitted = "notebook", None, {}, {}
+
+
 def use_referee_mode(sink: Optional[Sink], requests: Mapping[str, Mapping[str, Any]],
                      submitted: Mapping[str, str]) -> None:
     """Grader's trusted referee: compute the expected values of the requested checks (see the module doc).
@@ -527,8 +533,8 @@ def read_literal_answer(notebook: Mapping[str, Any], variable: str, cell_id: Opt
     """The value last assigned to ``variable`` by a literal assignment in the notebook's code cells.
 
     Only ``variable = <literal>`` at the top level of a cell counts (a string, a number, or lists/tuples of
-    them): nothing is executed. The cell whose nbgrader ``grade_id`` is ``cell_id`` is searched first; if it
-    has no assignment, every code cell is. Raises :class:`AnswerUnreadable` with a message for the student.
+    them): nothing is executed. The cell whose nbgrader ``grade_id`` is ``cell_id`` (default: ``variable``) is
+    searched first; if it has no assignment, every code cell is, and the last assignment wins. Raises :class:`AnswerUnreadable` with a message for the student.
     """
     import ast
 
@@ -539,7 +545,7 @@ def read_literal_answer(notebook: Mapping[str, Any], variable: str, cell_id: Opt
         nbgrader = meta.get("nbgrader") if isinstance(meta.get("nbgrader"), Mapping) else {}
         return nbgrader.get("grade_id")
 
-    preferred = [c for c in cells if cell_id is not None and grade_id(c) == cell_id]
+    preferred = [c for c in cells if grade_id(c) == (cell_id or variable)]
     for group in (preferred, cells):
         found = None
         for cell in group:
