@@ -131,11 +131,14 @@ def build(root: Path, fast: bool = False) -> None:
     executed = record_goldens(root, masters, fast)
     write_solutions(root, masters, executed)
     generate_release(root)
-    try:
-        from .grading import bundle
-    except ImportError:
-        return
+    from .grading import bundle
+    from .grading.sandbox import make_private
+
     bundle.build_bundle(root, masters)
+    # What only the staff may read: goldens, the grading key, the hidden data (labels) and the bundle.
+    changed = make_private([root / "build", root / "autograder" / "hidden_data", root / "autograder" / "dist"])
+    if changed:
+        log(f"made {len(changed)} staff-only paths private (go-rwx)")
 
 
 def main(argv: List[str] | None = None) -> int:

@@ -30,6 +30,12 @@ bash "$HERE/create_sandbox_user.sh" hwsandbox
 # The bundle holds the hidden suites, their goldens and the hidden test labels: root only.
 chown -R root:root "$HERE"
 chmod 0700 "$HERE"
+# The secret the hidden checks' seeds derive from (seeds.py): made once per image, readable by root only, never in
+# the zip and never given to the sandbox. Kept across re-runs so that a regrade draws the same hidden inputs.
+if [ ! -s "$HERE/grading_key" ]; then
+    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$HERE/grading_key" && echo >> "$HERE/grading_key")
+fi
+chmod 0600 "$HERE/grading_key"
 
 cd /
 # Smoke test: the sandbox account imports what notebooks need UNDER THE GRADER'S RESOURCE LIMITS (the CUDA build of

@@ -148,13 +148,36 @@ def assert_valid_results(results: Dict[str, Any]) -> None:
         names.add(test["name"])
 
 
-def assert_no_secrets(results: Dict[str, Any], hidden_sources: Iterable[str], hidden_goldens: Dict[str, Any]) -> None:
-    """No line of a hidden check and no long number of the hidden goldens in anything the student sees."""
-    from assignkit.grading.redact import Redactor
+def course_secrets(course: Any) -> List[str]:
+    """Texts no student may ever see: every line of the masters' hidden parts (probe and reference code, answer
+    keys' derivations) and the hidden test names that appear nowhere in the release."""
+    from assignkit.grading.redact import hidden_region_lines
 
-    redactor = Redactor(hidden_sources, hidden_goldens)
+    lines = set()
+    for suite in course.suites:
+        master = json.loads(course.master_path(suite).read_text(encoding="utf-8"))
+        for cell in master["cells"]:
+            text = source_of(cell)
+            if "### BEGIN HIDDEN TESTS" in text:
+                lines.update(hidden_region_lines(text))
+    names = set()
+    hidden_dir = course.hidden_data_dir
+    for path in sorted(hidden_dir.glob("*.tsv")) if hidden_dir is not None and hidden_dir.is_dir() else []:
+        public = " ".join(p.read_text(encoding="utf-8") for _, p in course.public_data if p.suffix == ".tsv")
+        for row in path.read_text(encoding="utf-8").splitlines()[1:]:
+            name = row.split("\t")[0]
+            if len(name) >= 8 and name not in public:
+                names.add(name)
+    return sorted(lines | names)
+
+
+def assert_no_secrets(results: Dict[str, Any], course: Any) -> None:
+    """No line of a hidden part of a master and no hidden test name in anything the student sees."""
+    secrets = course_secrets(course)
     for text in student_texts(results):
-        assert not redactor.leaks(text), f"secret in student-visible text: {text[:300]!r}"
+        flat = " ".join(text.split())
+        leaked = [secret for secret in secrets if secret in flat]
+        assert not leaked, f"secret in student-visible text: {leaked[:3]} in {text[:300]!r}"
 
 
 def score_of(results: Dict[str, Any], hidden: Optional[bool] = None) -> float:
@@ -184,6 +207,9 @@ def built_bundle(fast_build: Path, tmp_path_factory: pytest.TempPathFactory, wor
             with zipfile.ZipFile(fast_build / "autograder" / "dist" / "autograder.zip") as archive:
                 archive.extractall(target)
             os.chmod(target, 0o700)
+            from assignkit.grading.seeds import KEY_FILE, write_key
+
+            write_key(target / KEY_FILE)  # as setup.sh does when Gradescope builds the image
             (target / ".unzipped").touch()
     return target
 

@@ -109,8 +109,8 @@ def test_solution_scores_full_marks(fast_build: Path, tmp_path: Path, e2e_user: 
     log = json.loads((root / "results" / "submission_log.json").read_text())
     assert_valid_results(results)
     assert log["finished"] and not log["internal_errors"]
-    accuracy_checks = {name for name, golden in course.goldens.items()
-                       if (golden.get("score") or {}).get("kind") == "accuracy"}
+    accuracy_checks = {check.grade_id for suite in course.suites for check in suite.checks
+                       if (check.spec.get("score") or {}).get("kind") == "accuracy"}
     for check in log["checks"]:
         if check["grade_id"] not in accuracy_checks:
             assert check["points"] == check["max_points"], check
@@ -119,8 +119,7 @@ def test_solution_scores_full_marks(fast_build: Path, tmp_path: Path, e2e_user: 
     assert {t["visibility"] for t in results["tests"]} == {"visible", "after_published"}
     assert (root / "source").stat().st_mode & 0o777 == 0o700
     assert (root / "results").stat().st_mode & 0o777 == 0o700
-    hidden = [c.source for s in course.suites for c in s.checks if c.hidden]
-    assert_no_secrets(results, hidden, course.hidden_goldens)
+    assert_no_secrets(results, course)
     assert log["grader"]["sandbox_uid"] == e2e_user.uid
     assert processes_of(e2e_user.uid) == []
 

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import sys
 import time
 import traceback
@@ -32,7 +33,7 @@ from . import crosscheck, results
 from .child import __file__ as CHILD_FILE
 from .course import Course, notebook_ids
 from .runner import CheckRun, Limits, NotebookRun, ProbeJob, SandboxUser, peak_rss, run_notebook
-from .sandbox import lock_down, sweep
+from .sandbox import lock_down, preflight, sweep
 from .scoring import CheckResult, load_hwcheck, measured_accuracy, score
 from .scratch import Scratch
 from .seeds import check_seed, read_key
@@ -50,6 +51,15 @@ REFEREE_LIMITS = Limits(cell_seconds=120.0, check_seconds=60.0, notebook_seconds
 """The referee runs staff code on hostile *data* (typed answers, weights files): the sandbox's memory limits,
 more time per check (it may evaluate a whole hidden test set), and it runs alone, never beside a sandbox."""
 MAX_SUMMARY_NOTES = 12
+SUSPICIOUS = re.compile(
+    r"\b(?:nn\.(?:RNN|LSTM|GRU)(?:Cell)?|_VF|rnn_tanh|rnn_relu|lstm_cell|gru_cell|TorchFunctionMode|"
+    r"_python_dispatch|torch_function_stack|recurrent_kernel_trace|use_probe_mode|HWGRADE_EVENTS_FD|"
+    r"gc\.get_objects|/proc/self)\b")
+"""Texts that a notebook which writes its own recurrent layers has no need for: flagged for the staff (never a
+verdict: a student may well compare their layer with torch.nn.LSTM in a scratch cell)."""
+SETUP_FAILURES = ("ImportError", "ModuleNotFoundError", "MemoryError", "OSError", "ended the grading process",
+                  "took too long")
+MISCONFIGURED = "not graded: the autograder is misconfigured (the course staff need to fix it; please tell them)"
 MAX_INTERNAL_ERRORS = 50
 
 
@@ -72,6 +82,7 @@ class NotebookOutcome:
     referee_peak_rss_bytes: int = 0
     referee_events: List[str] = field(default_factory=list)
     sweep: Dict[str, Any] = field(default_factory=dict)
+    staff_flags: List[str] = field(default_factory=list)
 
 
 def library_versions() -> Dict[str, Optional[str]]:
@@ -96,6 +107,24 @@ def process_usage() -> Dict[str, float]:
     peak = peak_rss("self") or own.ru_maxrss * 1024
     return {"cpu_seconds": round(own.ru_utime + own.ru_stime, 3), "peak_rss_bytes": peak,
             "children_cpu_seconds": round(children.ru_utime + children.ru_stime, 3)}
+
+
+def staff_flags(notebook: Any, limit: int = 10) -> List[str]:
+    """``cell N: nn.LSTM, _VF`` for the code cells that mention :data:`SUSPICIOUS` texts (read, never parsed)."""
+    flags = []
+    code = [c for c in notebook.get("cells", []) if isinstance(c, dict) and c.get("cell_type") == "code"]
+    for index, cell in enumerate(code):
+        nbgrader = (cell.get("metadata") or {}).get("nbgrader") if isinstance(cell.get("metadata"), dict) else None
+        if isinstance(nbgrader, dict) and nbgrader.get("grade") and not nbgrader.get("solution"):
+            continue  # the master's own check cells (the grader runs its copies, not these)
+        source = cell.get("source", "")
+        text = "".join(str(s) for s in source) if isinstance(source, list) else str(source)
+        found = sorted(set(SUSPICIOUS.findall(text[:200_000])))
+        if found:
+            flags.append(f"code cell {index + 1}: {', '.join(found[:6])}")
+        if len(flags) >= limit:
+            break
+    return flags
 
 
 def cell_label(notebook: Any, index: int) -> str:
@@ -140,6 +169,7 @@ class Grading:
         self.accuracy: Optional[float] = None
         self.seeds: Dict[str, int] = {}
         self.write_failures = 0
+        self.misconfigured = ""  # set when the sandbox or the referee cannot even start: a staff problem
         for suite in course.suites:
             for check in suite.checks:
                 self.checks[check.grade_id] = CheckResult(check.grade_id, suite.name, 0.0, check.points, check.hidden,
@@ -179,6 +209,9 @@ class Grading:
             pending = list(self.course.suites)
             while pending:
                 suite = pending.pop(0)
+                if self.misconfigured:
+                    self._fail_suite(suite, MISCONFIGURED)
+                    continue
                 try:
                     self._grade_notebook(suite, scratch, runtime, len(pending) + 1)
                 except Exception:
@@ -219,6 +252,8 @@ class Grading:
             return
         seeds = {check.grade_id: check_seed(self.key, notebook.sha256, check.grade_id)
                  for check in suite.checks if check.in_sandbox and check.hidden}
+        if any(check.refuses_kernels for check in suite.checks):
+            outcome.staff_flags = staff_flags(notebook.content)
         self.seeds.update(seeds)
         started = time.monotonic()
         refereed = self._referee(suite, seeds, scratch, runtime, budget / 2)
@@ -254,12 +289,26 @@ class Grading:
         budget = max(MIN_NOTEBOOK_SECONDS, min(self.limits.notebook_seconds, self._time_left() / notebooks_left))
         self.log(f"grading {suite.filename} (budget {budget:.0f} s)")
         run = run_notebook(job, workdir, runtime, limits=dataclasses.replace(self.limits, notebook_seconds=budget),
-                           user=self.user, listener=listener, between_children=self._sweep)
+                           user=self.user, listener=listener,
+                           between_children=lambda: self._sweep(suite.name))
         scratch.remove(workdir)
         self._record_outcome(outcome, run, notebook.content)
+        self._check_sandbox_starts(run)
         for check in sandboxed:
             if self.check_status[check.grade_id] == "pending":
                 listener(check.grade_id, run.reports.get(check.grade_id, {}), 0.0)
+
+    def _check_sandbox_starts(self, run: NotebookRun) -> None:
+        """A notebook whose first cell (the set-up: imports) could not run, or whose children died before any cell
+        did, may mean a broken set-up (e.g. a torch build that cannot be imported under the sandbox's limits):
+        then ask a fresh sandboxed process to import what notebooks need, and if it cannot, stop grading."""
+        first = run.cells[min(run.cells)] if run.cells else "ended the grading process"
+        if first == "ok" or not any(sign in first for sign in SETUP_FAILURES):
+            return
+        problem = preflight(self.user, self.limits)
+        if problem:
+            self.misconfigured = f"the sandbox cannot start Python with the notebooks' libraries: {problem}"
+            self.internal_errors.append(self.misconfigured)
 
     def _referee(self, suite: Suite, seeds: Dict[str, int], scratch: Scratch, runtime: Path, budget: float
                  ) -> Dict[str, Dict[str, Any]]:
@@ -293,8 +342,9 @@ class Grading:
         outcome.referee_peak_rss_bytes = run.child_peak_rss_bytes
         outcome.referee_events = list(run.events)
         failed_cells = {index: status for index, status in run.cells.items() if status != "ok"}
-        if failed_cells:
-            self.internal_errors.append(f"{suite.filename}: master cells failed in the referee: {failed_cells}")
+        if failed_cells or not run.cells:
+            self.misconfigured = f"{suite.filename}: the referee could not run the master: {failed_cells or run.events}"
+            self.internal_errors.append(self.misconfigured[:2000])
         reports: Dict[str, Dict[str, Any]] = {}
         for check in suite.referee_checks:
             report = run.reports.get(check.grade_id) or {}
@@ -370,7 +420,10 @@ class Grading:
         if not self.finished:
             lines.append("Grading did not finish; the results below are partial." if self.submission
                          else "Grading did not finish: please resubmit, or tell the course staff.")
-        if self.internal_errors:
+        if self.misconfigured:
+            lines.append("The autograder is misconfigured and could not grade this submission: please tell the "
+                         "course staff (it is not a problem of your files).")
+        elif self.internal_errors:
             lines.append("The autograder hit an internal error: please tell the course staff.")
         if self.submission is not None:
             lines += ["", "Files:"]
@@ -451,6 +504,7 @@ class Grading:
             ],
             "cross_checks": self.cross_checks,
             "manual_points": {suite.filename: dict(suite.manual_points) for suite in self.course.suites},
+            "misconfigured": self.misconfigured or None,
             "internal_errors": self.internal_errors[:MAX_INTERNAL_ERRORS],
         }
 

@@ -21,7 +21,7 @@ from typing import List, Optional
 from . import results
 from .autograde import grade_submission
 from .course import Course
-from .sandbox import FALLBACK_USER, find_user, lock_down, resolve_user
+from .sandbox import find_user, is_root, lock_down
 
 DEFAULT_ROOT = "/autograder"
 BUNDLE_OF_THIS_PACKAGE = Path(__file__).resolve().parents[3]  # <bundle>/grader/assignkit/grading/
@@ -39,10 +39,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         lock_down([args.bundle, root / "source", results_dir])
         course = Course.from_bundle(args.bundle)
         name = os.environ.get("HWGRADER_SANDBOX_USER") or course.sandbox_user
-        user = resolve_user(name)
-        dedicated = user is not None and name != FALLBACK_USER and find_user(name) is not None
-        if user is not None and not dedicated:
-            print(f"warning: sandbox user {name!r} missing; student code runs as {FALLBACK_USER!r}", flush=True)
+        user = find_user(name) if is_root() else None
+        if is_root() and user is None:  # never fall back to a shared account such as nobody
+            raise RuntimeError(f"the sandbox account {name!r} does not exist (setup.sh creates it)")
+        dedicated = user is not None
     except Exception:
         traceback.print_exc()
         results.write_json_atomic(results_dir / results.RESULTS_FILE, results.placeholder(

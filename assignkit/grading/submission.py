@@ -75,7 +75,7 @@ def walk(folder: Path) -> Tuple[List[Tuple[str, Path]], List[str]]:
             seen += 1
             if seen > MAX_ENTRIES:
                 return found, links
-            relative = os.path.relpath(entry.path, folder)
+            relative = printable(os.path.relpath(entry.path, folder))
             if entry.is_symlink():
                 links.append(relative)
             elif entry.is_dir(follow_symlinks=False):
@@ -84,6 +84,14 @@ def walk(folder: Path) -> Tuple[List[Tuple[str, Path]], List[str]]:
             elif entry.is_file(follow_symlinks=False) and not entry.name.startswith("._"):
                 found.append((relative, Path(entry.path)))
     return found, links
+
+
+def printable(name: str) -> str:
+    """A file name as valid text: bytes that are not UTF-8 (kept by Python as surrogates) become U+FFFD, control
+    characters become "?", and very long names are cut (names are shown to students and written to JSON)."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = "".join("?" if ord(char) < 32 or ord(char) == 127 else char for char in text)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _match_rank(filename: str, expected: str) -> Optional[int]:

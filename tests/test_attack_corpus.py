@@ -1,0 +1,468 @@
+"""Attacks on the grader's trust boundary, each written as a hostile student would submit it.
+
+The threat model (README, "How grading works, and why it is safe"): every byte in the sandboxed child is the
+student's. So each attack below starts from the blank release (or the solution, to check that honest parts keep
+their points), adds cells of its own, and is graded by the real path as the sandbox account. For every one:
+results.json is valid, no more points than the blank notebook plus the honest parts, no secret (hidden source,
+hidden name) in anything the student sees, no process of the sandbox account alive afterwards and no file of
+it left in the shared temporary folders.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import grading_fixtures
+import pytest
+from grading_fixtures import (
+    NEEDS_ROOT,
+    assert_no_secrets,
+    assert_valid_results,
+    ensure_sandbox_user,
+    insert_cell,
+    read_notebook,
+    replace_cell,
+    shared_dir,
+    write_submission,
+)
+
+from assignkit.grading import autograde
+from assignkit.grading.autograde import Grading, grade_submission
+from assignkit.grading.runner import Limits
+
+pytestmark = [pytest.mark.slow, NEEDS_ROOT]
+built_bundle = grading_fixtures.built_bundle
+course = grading_fixtures.course
+
+RNN_NB, NAMES_NB, WRITTEN_NB = "q_rnn_and_grad.ipynb", "q_rnn_last_name.ipynb", "q_written.ipynb"
+TEMP_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+@pytest.fixture(scope="module")
+def account(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[Any]:
+    """An account of this worker's own: the grader sweeps (kills everything of) its account."""
+    name = f"hwatk-{worker_id}"[:30]
+    user = ensure_sandbox_user(name, shared_dir(tmp_path_factory, worker_id))
+    yield user
+    subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def notebooks(fast_build: Path) -> Dict[str, Dict[str, Any]]:
+    solutions, release = fast_build / "solutions" / "hw_rnn", fast_build / "release" / "hw_rnn"
+    found = {}
+    for name in (RNN_NB, NAMES_NB, WRITTEN_NB):
+        found[f"solution/{name}"] = read_notebook(solutions / name)
+        found[f"blank/{name}"] = read_notebook(release / name)
+    return found
+
+
+@pytest.fixture(scope="module")
+def model_bytes(fast_build: Path) -> bytes:
+    return (fast_build / "solutions" / "hw_rnn" / "surname_model.pt").read_bytes()
+
+
+def owned_by(uid: int) -> Tuple[List[int], List[str]]:
+    """Live processes of ``uid`` and its files in the shared temporary folders (one level deep)."""
+    processes = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                status = Path(f"/proc/{entry}/status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            if str(uid) in fields.get("Uid", "").split() and fields.get("State", "").split()[0] not in ("Z", "X"):
+                processes.append(int(entry))
+    files = []
+    for folder in TEMP_FOLDERS:
+        for directory, names, others in [(folder, *next(os.walk(folder))[1:])]:
+            for name in names + others:
+                path = os.path.join(directory, name)
+                try:
+                    if os.lstat(path).st_uid == uid:
+                        files.append(path)
+                except OSError:
+                    continue
+    return processes, files
+
+
+def grade(tmp_path: Path, files: Dict[str, Any], user: Any, course: Any, limits: Optional[Limits] = None
+          ) -> Tuple[Grading, Dict[str, Any], Dict[str, Any]]:
+    """Grade ``files`` as ``user`` (sweeping it), check what every attack must satisfy, return the outcome."""
+    submission = write_submission(tmp_path / "submission", files)
+    grading = grade_submission(course, submission, tmp_path / "results", user=user, sweep_user=True, limits=limits)
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    log = json.loads((tmp_path / "results" / "submission_log.json").read_text())
+    assert_valid_results(results)
+    assert_no_secrets(results, course)
+    processes, leftovers = owned_by(user.uid)
+    assert processes == [], "a process of the sandbox account outlived its grading"
+    assert leftovers == [], f"files of the sandbox account left behind: {leftovers}"
+    return grading, results, log
+
+
+def hidden_points(grading: Grading) -> float:
+    return round(sum(r.points for r in grading.checks.values() if r.hidden), 4)
+
+
+def points_of(grading: Grading, notebook: str) -> float:
+    return round(sum(r.points for r in grading.checks.values() if r.notebook == notebook.removesuffix(".ipynb")), 4)
+
+
+def forging_cell(forged: Dict[str, Dict[str, Any]]) -> str:
+    """A student cell that replaces hwcheck.check by one that reports ``forged[name]`` for every check."""
+    return f"""
+import hwcheck
+FORGED = json.loads({json.dumps(json.dumps(forged))})
+
+def forged_check(name, probe, **options):
+    if hwcheck._sink is not None and name in FORGED:
+        hwcheck._sink(name, FORGED[name])
+
+hwcheck.check = forged_check
+hwcheck.answer_check = lambda *args, **kwargs: None
+"""
+
+
+def public_golden_reports(course: Any) -> Dict[str, Dict[str, Any]]:
+    """Every check of q_rnn_and_grad 'answered' with the public goldens (hidden ones with their part's)."""
+    public = course.public_goldens
+    forged = {}
+    for suite in course.suites:
+        for check in suite.checks:
+            part = check.grade_id.replace("_hidden", "_public").replace("stacked_rnn", "stacked").replace(
+                "stacked_lstm", "stacked")
+            if part in public:
+                forged[check.grade_id] = {"values": public[part]["values"], "kernels": []}
+    return forged
+
+
+# -- 1. forging reports ---------------------------------------------------------------------------------------
+
+
+def test_reporting_the_public_goldens_for_every_check_earns_nothing(tmp_path, notebooks, course, account):
+    cell = "import json\n" + forging_cell(public_golden_reports(course))
+    files = {name: insert_cell(notebooks[f"blank/{name}"], "setup", cell) for name in (RNN_NB, NAMES_NB, WRITTEN_NB)}
+    grading, results, _ = grade(tmp_path, files, account, course)
+    assert grading.totals()["score"] == 0
+    public = [r for r in grading.checks.values() if not r.hidden]
+    assert any(r.ok for r in public), "the forged public reports did match (and carry no points)"
+
+
+FORGE_PIPE = r"""
+import gc, json, os
+fd = int(os.environ.get("HWGRADE_EVENTS_FD", "-1"))
+names = {names}
+report = {{"values": {{"x": {{"kind": "array", "shape": [1], "values": [1.0]}}}}, "kernels": []}}
+lines = [{{"event": "cells_done"}}]
+for name in names:
+    lines += [{{"event": "check_start", "name": name}}, {{"event": "check", "name": name, "report": report}},
+              {{"event": "check_end", "name": name}}]
+lines.append({{"event": "done"}})
+if fd >= 0:
+    os.write(fd, "".join(json.dumps(line) + "\n" for line in lines).encode())
+emitters = [f for f in gc.get_objects() if callable(f) and getattr(f, "__name__", "") == "emit"]
+for emit in emitters:
+    for line in lines[:-1]:
+        emit(line)
+"""
+
+
+def test_writing_forged_events_to_the_grader_earns_nothing(tmp_path, notebooks, course, account):
+    names = [c.grade_id for s in course.suites if s.name == "q_rnn_and_grad" for c in s.checks]
+    cell = FORGE_PIPE.format(names=names)
+    grading, _, _ = grade(tmp_path, {RNN_NB: insert_cell(notebooks[f"blank/{RNN_NB}"], "setup", cell)}, account,
+                          course)
+    assert grading.totals()["score"] == 0
+
+
+def test_a_leaked_lookup_table_from_an_earlier_grading_earns_nothing(tmp_path, notebooks, course, account,
+                                                                     monkeypatch):
+    """Grade the solution and keep everything its hidden checks expected (a perfect leak); a second submission
+    that reports exactly those values gets nothing, because its seeds differ."""
+    seen: Dict[str, Dict[str, Any]] = {}
+    original = Grading._referee
+
+    def spy(self: Grading, *args: Any, **kwargs: Any) -> Dict[str, Dict[str, Any]]:
+        reports = original(self, *args, **kwargs)
+        seen.update(reports)
+        return reports
+
+    monkeypatch.setattr(Grading, "_referee", spy)
+    first, _, log1 = grade(tmp_path / "first", {RNN_NB: notebooks[f"solution/{RNN_NB}"]}, account, course)
+    assert points_of(first, RNN_NB) == 29
+    forged = {name: {"values": report["expected"], "kernels": []} for name, report in seen.items()
+              if "expected" in report}
+    assert len(forged) >= 7
+    replay = insert_cell(notebooks[f"blank/{RNN_NB}"], "setup", "import json\n" + forging_cell(forged))
+    second, _, log2 = grade(tmp_path / "second", {RNN_NB: replay}, account, course)
+    assert second.totals()["score"] == 0
+    assert set(log1["grader"]["seeds"].values()).isdisjoint(log2["grader"]["seeds"].values())
+    again, _, log3 = grade(tmp_path / "again", {RNN_NB: notebooks[f"solution/{RNN_NB}"]}, account, course)
+    assert log3["grader"]["seeds"] == log1["grader"]["seeds"], "the same notebook must get the same seeds"
+
+
+# -- 2. answers, helpers and hidden data in the sandbox ---------------------------------------------------------
+
+LOOK_AROUND = r"""
+import os
+found = []
+for key, value in os.environ.items():
+    if any(word in (key + value).lower() for word in ("hidden", "surname", "golden", "key", "referee")):
+        found.append(key)
+for top in ("/tmp", "/var/tmp", "/dev/shm", "/run", "/home", os.path.expanduser("~"), os.getcwd(),
+            os.path.dirname(os.getcwd())):
+    for directory, folders, files in os.walk(top):
+        if directory.count(os.sep) > 6 or directory.startswith(("/proc", "/sys", "/usr", "/lib")):
+            folders[:] = []
+            continue
+        for name in files:
+            if any(word in name for word in ("surnames_test_hidden", "hidden_goldens", "grading_key")) or \
+                    (name.startswith("q_") and name.endswith(".ipynb") and directory != os.getcwd()):
+                path = os.path.join(directory, name)
+                try:
+                    open(path).read(10)
+                    found.append(path)
+                except OSError:
+                    pass
+helpers = [name for name in globals() if any(word in name.lower() for word in ("reference", "trusted", "truth",
+                                                                              "torchrnn", "torchlstm"))]
+raise RuntimeError(f"LOOKED AROUND: readable={found} helpers={helpers}")
+"""
+
+
+def test_the_sandbox_holds_no_answer_no_hidden_name_and_no_reference(tmp_path, notebooks, course, account,
+                                                                      model_bytes):
+    files = {name: insert_cell(notebooks[f"solution/{name}"], "setup", LOOK_AROUND)
+             for name in (RNN_NB, NAMES_NB, WRITTEN_NB)}
+    files["surname_model.pt"] = model_bytes
+    grading, results, _ = grade(tmp_path, files, account, course)
+    assert "LOOKED AROUND: readable=[] helpers=[]" in results["output"], results["output"][:3000]
+    honest = [r for r in grading.checks.values() if r.name != "test_accuracy_hidden"]
+    assert all(r.passed for r in honest), {r.name: r.message for r in honest if not r.passed}
+
+
+CALL_HELPERS = r"""
+def _cheat(self, x, *rest):
+    import gc
+    for name in ("reference_rnn_layer_hidden", "TorchRNNLayer", "TorchLSTMLayer", "backprop_truth",
+                 "trusted_encode_name", "TrustedSurnameClassifier", "reference_beams_on_tree"):
+        if name in globals():
+            raise RuntimeError(f"found {name}")
+    for obj in gc.get_objects():
+        if isinstance(obj, dict) and any("BEGIN " + "REFERENCE" in str(v) for v in list(obj.values())[:50]):
+            raise RuntimeError("found reference code")
+    raise RuntimeError("nothing to call")
+
+RNNLayer.forward = _cheat
+LSTMLayer.forward = _cheat
+"""
+
+
+def test_helpers_of_the_hidden_checks_give_no_expected_values(tmp_path, notebooks, course, account):
+    notebook = insert_cell(notebooks[f"solution/{RNN_NB}"], "stacked_lstm", CALL_HELPERS)
+    grading, _, _ = grade(tmp_path, {RNN_NB: notebook}, account, course)
+    for name in ("test_rnn_layer_hidden", "test_lstm_layer_hidden"):
+        assert grading.checks[name].points == 0
+    public = grading.checks["test_rnn_layer_public"]
+    assert "nothing to call" in public.message, public.message
+    stacked = ("test_stacked_rnn_hidden", "test_stacked_lstm_hidden", "test_loss_fn_hidden")
+    assert all(grading.checks[name].passed for name in stacked)  # parts that do not use the layers keep their points
+
+
+# -- 3. delegating to torch's recurrent kernels ----------------------------------------------------------------
+
+DELEGATE = r"""
+class RNNLayer(StepRecorder):
+    def __init__(self, input_size, hidden_size, nonlinearity=torch.tanh):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.nonlinearity = nonlinearity
+        self.W_x = nn.Parameter(torch.empty(hidden_size, input_size))
+        self.W_h = nn.Parameter(torch.empty(hidden_size, hidden_size))
+        self.b = nn.Parameter(torch.empty(hidden_size))
+
+    def forward(self, x):
+        kind = "relu" if self.nonlinearity is torch.relu else "tanh"
+        weights = {"weight_ih_l0": self.W_x, "weight_hh_l0": self.W_h, "bias_ih_l0": self.b,
+                   "bias_hh_l0": torch.zeros_like(self.b)}
+        rnn = nn.RNN(self.W_x.shape[1], self.hidden_size, nonlinearity=kind, batch_first=True).to(x.dtype)
+        all_h, last = torch.func.functional_call(rnn, weights, (x,))
+        for t in range(all_h.shape[1]):
+            self.record_step(all_h[:, t])
+        return all_h, last[0]
+"""
+
+
+def test_a_layer_that_delegates_to_torch_nn_rnn_is_refused(tmp_path, notebooks, course, account):
+    notebook = replace_cell(notebooks[f"solution/{RNN_NB}"], "rnn_layer", DELEGATE)
+    grading, _, log = grade(tmp_path, {RNN_NB: notebook}, account, course)
+    for name in ("test_rnn_layer_public", "test_rnn_layer_hidden"):
+        assert grading.checks[name].points == 0 and not grading.checks[name].ok
+        assert "built-in recurrent kernel (" in grading.checks[name].message
+        assert "rnn_tanh" in grading.checks[name].message
+    assert grading.checks["test_lstm_layer_hidden"].passed
+    assert any("nn.RNN" in flag for flag in log["notebooks"]["q_rnn_and_grad"]["staff_flags"])
+
+
+# -- 4. escaping: daemons, shared temporary space, floods -------------------------------------------------------
+
+DAEMON = r"""
+import os, time, signal
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+            try:
+                with open(os.path.join(folder, f"left-by-student-{os.getpid()}"), "w") as handle:
+                    handle.write("x" * 1000)
+            except OSError:
+                pass
+        while True:
+            try:
+                os.kill(-1, signal.SIGKILL)  # kill every other process of this account, sweepers included
+            except OSError:
+                pass
+            time.sleep(0.05)
+    os._exit(0)
+time.sleep(0.5)
+"""
+
+
+def test_a_daemon_that_kills_sweepers_does_not_outlive_the_grading(tmp_path, notebooks, course, account):
+    notebook = insert_cell(notebooks[f"solution/{RNN_NB}"], "setup", DAEMON)
+    grading, _, log = grade(tmp_path, {RNN_NB: notebook}, account, course)
+    assert log["notebooks"]["q_rnn_and_grad"]["sweep"].get("processes_killed", 0) >= 1
+    # the daemon kills the child too, so only what is left after the restarts is graded; nothing leaks or lingers
+    assert grading.finished
+
+
+FILL_SHARED = r"""
+import os
+written = 0
+for index in range(40):
+    for folder in ("/dev/shm", "/tmp"):
+        try:
+            with open(os.path.join(folder, f"fill-{os.getpid()}-{index}"), "wb") as handle:
+                for _ in range(60):
+                    handle.write(b"\0" * 1024 * 1024)
+                    written += 1
+        except OSError:
+            pass
+print("wrote", written, "MB")
+"""
+
+
+def test_filling_the_shared_temporary_space_costs_only_that_cell(tmp_path, notebooks, course, account):
+    notebook = insert_cell(notebooks[f"solution/{RNN_NB}"], "loss_fn", FILL_SHARED)
+    grading, results, _ = grade(tmp_path, {RNN_NB: notebook}, account, course)
+    assert points_of(grading, RNN_NB) == 29
+    assert "filled the shared temporary space" in results["output"]
+
+
+FLOOD = r"""
+import os
+fd = int(os.environ["HWGRADE_EVENTS_FD"])
+line = b'{"event": "cell", "index": 3, "status": "error", "error": "' + b"x" * 20 + b'"}\n'
+for _ in range(150_000):
+    os.write(fd, line)
+"""
+
+
+def test_a_flood_of_events_is_cut_off_and_the_grader_stays_small(tmp_path, notebooks, fast_build, account):
+    """Through the command line (a process of its own), so the grader's peak memory can be read afterwards."""
+    notebook = insert_cell(notebooks[f"solution/{RNN_NB}"], "setup", FLOOD)
+    submission = write_submission(tmp_path / "submission", {RNN_NB: notebook})
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "assignkit.grading.grade", str(submission), "--out", str(out),
+               "--bundle", str(fast_build / "autograder" / "dist" / "autograder.zip"), "--user", account_name(account)]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600,
+                               cwd=Path(__file__).resolve().parents[1])
+    log = json.loads((out / "submission_log.json").read_text())
+    assert log["finished"], completed.stderr[-2000:]
+    assert log["grader"]["usage"]["peak_rss_bytes"] < 200 * 1024**2
+    events = " ".join(log["notebooks"]["q_rnn_and_grad"]["events"])
+    assert "more messages to the grader than any notebook needs" in events
+
+
+def account_name(user: Any) -> str:
+    import pwd
+
+    return pwd.getpwuid(user.uid).pw_name
+
+
+# -- 5. hostile inputs to the trusted side ----------------------------------------------------------------------
+
+
+def test_hostile_typed_answers_cost_only_their_own_points(tmp_path, notebooks, course, account):
+    notebook = notebooks[f"solution/{WRITTEN_NB}"]
+    hostile = {
+        "answer_t": "answer_t = " + repr("w*" * 30_000 + "1"),  # too long for the answer cell
+        "answer_y": "answer_y = " + repr("(" * 300 + "w" + ")" * 300),
+        "answer_dy_dw": "answer_dy_dw = " + repr("+".join(["u3"] * 900)),
+        "beam_t1": "beam_t1 = " + "[" * 100 + "]" * 100,
+        "answer_edge_q": "answer_edge_q = '" + "1e308*" * 200 + "1'",
+    }
+    for grade_id, source in hostile.items():
+        notebook = replace_cell(notebook, grade_id, source)
+    grading, _, log = grade(tmp_path, {WRITTEN_NB: notebook}, account, course)
+    lost = {"test_backprop_t", "test_backprop_y", "test_backprop_dy_dw", "test_beam_t1", "test_backprop_edge_q"}
+    for name, result in grading.checks.items():
+        if name in lost:
+            assert result.points == 0, (name, result.message)
+        elif result.notebook == "q_written":
+            assert result.passed, (name, result.message)
+    assert not log["internal_errors"], log["internal_errors"]
+
+
+def test_a_weights_file_that_inflates_costs_only_the_accuracy(tmp_path, notebooks, course, account):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", b"\0" * 200_000_000)
+    files = {NAMES_NB: notebooks[f"solution/{NAMES_NB}"], "surname_model.pt": buffer.getvalue()}
+    grading, _, log = grade(tmp_path, files, account, course)
+    assert grading.checks["test_accuracy_hidden"].points == 0
+    assert "not laid out the way torch.save writes" in grading.checks["test_accuracy_hidden"].message
+    assert grading.checks["test_classifier_hidden"].passed and grading.checks["test_encoding_hidden"].passed
+    assert not log["internal_errors"]
+
+
+def test_file_names_that_are_not_text_and_odd_json_still_give_valid_results(tmp_path, notebooks, course, account):
+    notebook = copy.deepcopy(notebooks[f"solution/{RNN_NB}"])
+    notebook["cells"][0]["metadata"]["deep"] = json.loads("[" * 50 + "]" * 50)
+    notebook["metadata"]["big"] = 1e308
+    submission = write_submission(tmp_path / "submission", {RNN_NB: notebook})
+    os.mkdir(os.fsencode(submission) + b"/folder-\xff\xfe")
+    (Path(os.fsdecode(os.fsencode(submission) + b"/folder-\xff\xfe")) / "x.txt").write_text("x")
+    with open(os.fsencode(submission) + b"/notes-\x1b[31m\xc3.txt", "wb") as handle:
+        handle.write(b"hello")
+    grading = grade_submission(course, submission, tmp_path / "results", user=account, sweep_user=True)
+    results = json.loads((tmp_path / "results" / "results.json").read_text(encoding="utf-8"))
+    assert_valid_results(results)
+    assert points_of(grading, RNN_NB) == 29 and grading.finished
+
+
+# -- 6. set-up problems are reported to the staff, not blamed on the student -----------------------------------
+
+
+def test_a_sandbox_that_cannot_start_is_reported_as_misconfigured(tmp_path, notebooks, course, account):
+    starved = Limits(address_space_bytes=48 * 1024**2, data_bytes=32 * 1024**2)
+    started = time.monotonic()
+    grading, results, log = grade(tmp_path, {RNN_NB: notebooks[f"solution/{RNN_NB}"],
+                                             WRITTEN_NB: notebooks[f"solution/{WRITTEN_NB}"]},
+                                  account, course, limits=starved)
+    assert time.monotonic() - started < 120
+    assert log["misconfigured"] and "cannot start" in log["misconfigured"]
+    assert "misconfigured" in results["output"]
+    assert any(autograde.MISCONFIGURED in r.message for r in grading.checks.values())
