@@ -13,7 +13,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 from filelock import FileLock
@@ -169,6 +169,33 @@ def course_secrets(course: Any) -> List[str]:
             if len(name) >= 8 and name not in public:
                 names.add(name)
     return sorted(lines | names)
+
+
+def trusted_only_lines(course: Any) -> List[str]:
+    """Distinctive lines that only the referee ever gets: reference regions, and the hidden parts of the checks
+    that never run in the sandbox (answer derivations, the hidden-set evaluation), minus any line that also
+    occurs in what the sandbox may receive or in the public parts of the masters."""
+    from assignkit.grading.redact import hidden_region_lines
+    from assignkit.masters import HIDDEN_BEGIN, REFERENCE_BEGIN, REFERENCE_END, strip_hidden
+
+    trusted, public = set(), set()
+    sandbox_ids = {c.grade_id for s in course.suites for c in s.checks if c.in_sandbox}
+    for suite in course.suites:
+        for check in suite.checks:
+            public.update(hidden_region_lines(check.probe_source))
+        master = json.loads(course.master_path(suite).read_text(encoding="utf-8"))
+        for cell in master["cells"]:
+            text = source_of(cell)
+            public.update(hidden_region_lines(strip_hidden(text)))
+            if HIDDEN_BEGIN not in text:
+                continue
+            grade_id = ((cell.get("metadata") or {}).get("nbgrader") or {}).get("grade_id")
+            if grade_id in sandbox_ids:
+                for region in text.split(REFERENCE_BEGIN)[1:]:
+                    trusted.update(hidden_region_lines(region.split(REFERENCE_END)[0]))
+            else:
+                trusted.update(hidden_region_lines(text))
+    return sorted(line for line in trusted - public if len(line) >= 30 and " " in line)  # code, not bare names
 
 
 def assert_no_secrets(results: Dict[str, Any], course: Any) -> None:

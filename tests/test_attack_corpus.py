@@ -151,7 +151,7 @@ def public_golden_reports(course: Any) -> Dict[str, Dict[str, Any]]:
 def test_reporting_the_public_goldens_for_every_check_earns_nothing(tmp_path, notebooks, course, account):
     cell = "import json\n" + forging_cell(public_golden_reports(course))
     files = {name: insert_cell(notebooks[f"blank/{name}"], "setup", cell) for name in (RNN_NB, NAMES_NB, WRITTEN_NB)}
-    grading, results, _ = grade(tmp_path, files, account, course)
+    grading, _, _ = grade(tmp_path, files, account, course)
     assert grading.totals()["score"] == 0
     public = [r for r in grading.checks.values() if not r.hidden]
     assert any(r.ok for r in public), "the forged public reports did match (and carry no points)"
@@ -206,7 +206,7 @@ def test_a_leaked_lookup_table_from_an_earlier_grading_earns_nothing(tmp_path, n
     second, _, log2 = grade(tmp_path / "second", {RNN_NB: replay}, account, course)
     assert second.totals()["score"] == 0
     assert set(log1["grader"]["seeds"].values()).isdisjoint(log2["grader"]["seeds"].values())
-    again, _, log3 = grade(tmp_path / "again", {RNN_NB: notebooks[f"solution/{RNN_NB}"]}, account, course)
+    _, _, log3 = grade(tmp_path / "again", {RNN_NB: notebooks[f"solution/{RNN_NB}"]}, account, course)
     assert log3["grader"]["seeds"] == log1["grader"]["seeds"], "the same notebook must get the same seeds"
 
 
@@ -466,3 +466,139 @@ def test_a_sandbox_that_cannot_start_is_reported_as_misconfigured(tmp_path, note
     assert log["misconfigured"] and "cannot start" in log["misconfigured"]
     assert "misconfigured" in results["output"]
     assert any(autograde.MISCONFIGURED in r.message for r in grading.checks.values())
+
+
+# -- 7. what the sandbox receives, captured whole --------------------------------------------------------------
+
+
+def test_nothing_the_sandbox_receives_holds_an_answer(tmp_path, notebooks, course, account, model_bytes, fast_build,
+                                                       monkeypatch):
+    """Capture the stdin messages, the environment and every file of the sandbox's working and runtime folders for
+    a full grading of the solution; none of it may hold a hidden label, a written-answer key, a value the referee
+    expects, a line of reference code or the grading key."""
+    import base64
+    import struct
+
+    from assignkit.grading import runner
+
+    received: List[bytes] = []
+    referee_reports: Dict[str, Dict[str, Any]] = {}
+    original_init, original_send, original_env = runner._Child.__init__, runner._Child.send, runner._child_env
+    original_referee = Grading._referee
+
+    def init(self: Any, job: Any, workdir: Path, runtime_dir: Path, *args: Any, **kwargs: Any) -> None:
+        self.captured = job.mode == "sandbox"
+        if self.captured:
+            for folder in (workdir, runtime_dir):
+                for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                    received.append(str(path).encode() + b"\n" + path.read_bytes())
+        original_init(self, job, workdir, runtime_dir, *args, **kwargs)
+
+    def send(self: Any, message: Dict[str, Any]) -> None:
+        if getattr(self, "captured", False):
+            received.append(json.dumps(message).encode())
+        original_send(self, message)
+
+    def child_env(workdir: Path, extra: Any) -> Dict[str, str]:
+        env = original_env(workdir, extra)
+        received.append(json.dumps(env).encode())
+        return env
+
+    def referee(self: Grading, *args: Any, **kwargs: Any) -> Dict[str, Dict[str, Any]]:
+        reports = original_referee(self, *args, **kwargs)
+        referee_reports.update(reports)
+        return reports
+
+    monkeypatch.setattr(runner._Child, "__init__", init)
+    monkeypatch.setattr(runner._Child, "send", send)
+    monkeypatch.setattr(runner, "_child_env", child_env)
+    monkeypatch.setattr(Grading, "_referee", referee)
+    files = {}
+    for name in (RNN_NB, NAMES_NB, WRITTEN_NB):  # outputs removed: the staff's printed derivations are not inputs
+        files[name] = copy.deepcopy(notebooks[f"solution/{name}"])
+        for cell in files[name]["cells"]:
+            cell.pop("outputs", None)
+    files["surname_model.pt"] = model_bytes
+    grading, _, _ = grade(tmp_path, files, account, course)
+    assert grading.totals()["score"] > 55 and len(referee_reports) >= 15
+    blob = b"\n".join(received)
+    text = blob.decode("utf-8", "replace")
+    flat = " ".join(text.split())
+
+    hidden_rows = (course.hidden_data_dir / "surnames_test_hidden.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    lines = set(text.splitlines())
+    assert not [row for row in hidden_rows if row in lines], "a labelled hidden row reached the sandbox"
+    secrets = grading_fixtures.trusted_only_lines(course)
+    assert len(secrets) > 50
+    assert not [secret for secret in secrets if secret in flat], "reference code or an answer's derivation reached it"
+    assert course.key_path.read_text().strip() not in text
+
+    hidden_goldens = json.loads((fast_build / "build" / "goldens" / "hidden_goldens.json").read_text())
+    keys = [value.get("text") for entry in hidden_goldens.values() if entry.get("kind") == "static"
+            for value in entry["values"].values() if value.get("kind") == "text"]
+    assert keys and not [key for key in keys if key and key in text], "a written-answer key reached the sandbox"
+    expected_numbers = set()
+    for report in referee_reports.values():
+        for value in (report.get("expected") or {}).values():
+            if value.get("kind") == "array" and "data" in value:
+                raw = base64.b64decode(value["data"])
+                for (number,) in struct.iter_unpack("<d", raw):
+                    if abs(number) > 1e-3 and number != round(number):
+                        expected_numbers.add(number)
+    assert len(expected_numbers) > 100
+    leaked = [n for n in expected_numbers if f"{n:.9f}" in text or struct.pack("<d", n) in blob]
+    assert not leaked, f"values the referee expects reached the sandbox: {leaked[:5]}"
+
+
+# -- 8. the local path: a checkout on disk must not give the solutions away ---------------------------------------
+
+STEAL_MASTER = r"""
+import glob, json
+stolen = []
+for path in glob.glob("{checkout}/**/q_rnn_and_grad.ipynb", recursive=True) + ["{checkout}/source/hw_rnn/q_rnn_and_grad.ipynb"]:
+    try:
+        master = json.load(open(path))
+    except OSError:
+        continue
+    for cell in master["cells"]:
+        if cell.get("metadata", {{}}).get("nbgrader", {{}}).get("solution") and cell["cell_type"] == "code":
+            exec("".join(cell["source"]), globals())
+            stolen.append(path)
+print("stolen from", sorted(set(stolen)))
+"""
+
+
+def test_grading_from_a_readable_checkout_first_makes_it_unreadable(tmp_path, notebooks, fast_build, account):
+    """`grade --course` on a world-readable copy of the course: a notebook that runs the master's solution cells
+    from the checkout would get every point; the grader locks the checkout first, so it gets the blank's 0."""
+    import shutil
+    import stat
+    import tempfile
+
+    checkout = Path(tempfile.mkdtemp(prefix="hwcheckout-"))
+    try:
+        for part in ("source", "build", "autograder", "release", "solutions"):
+            shutil.copytree(fast_build / part, checkout / part)
+        (checkout / ".git" / "objects").mkdir(parents=True)
+        for path in [checkout, *checkout.rglob("*")]:
+            os.chmod(path, (path.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if path.is_dir() else 0)) & 0o7777)
+        notebook = insert_cell(notebooks[f"blank/{RNN_NB}"], "stacked_lstm", STEAL_MASTER.format(checkout=checkout))
+        submission = write_submission(tmp_path / "submission", {RNN_NB: notebook})
+        from assignkit.grading.course import Course
+
+        control = grade_submission(Course.from_repo(checkout), submission, tmp_path / "control", user=account,
+                                   sweep_user=True)  # without the command's protection the attack works
+        assert control.totals()["score"] >= 20
+        out = tmp_path / "out"
+        command = [sys.executable, "-m", "assignkit.grading.grade", str(submission), "--out", str(out),
+                   "--course", str(checkout), "--user", account_name(account)]
+        completed = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600,
+                                   cwd=Path(__file__).resolve().parents[1])
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        results = json.loads((out / "results.json").read_text())
+        assert_valid_results(results)
+        assert sum(test["score"] for test in results["tests"]) == 0
+        assert not (checkout / "source").stat().st_mode & 0o077 and not (checkout / "build").stat().st_mode & 0o077
+        assert owned_by(account.uid) == ([], [])
+    finally:
+        shutil.rmtree(checkout, ignore_errors=True)

@@ -96,7 +96,7 @@ def grade(tmp_path: Path, files: Dict[str, Any], user: Any) -> tuple:
     grading = grade_submission(course, submission, tmp_path / "results", user=user)
     results = json.loads((tmp_path / "results" / "results.json").read_text())
     assert_valid_results(results)
-    for name, language in NAMES:
+    for name, _ in NAMES:
         assert name not in json.dumps(results)
     return grading, results
 

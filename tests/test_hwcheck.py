@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -273,3 +275,42 @@ def test_digest_goldens_hide_the_values_but_still_compare(hwcheck):
     assert hwcheck.compare_value("log_probs", hwcheck.encode(torch.tensor([-1.85 + 1e-12, -1.93])), golden) is None
     message = hwcheck.compare_value("log_probs", hwcheck.encode(torch.tensor([-1.85, -1.94])), golden)
     assert message == "log_probs: does not match the expected result"
+
+
+PYTHON310 = Path.home() / ".pyenv" / "versions" / "3.10.13" / "bin" / "python"
+HOSTILE_ANSWER_CELLS = [
+    "answer_t = " + "-" * 19_000 + "1",
+    "answer_t = " + "not " * 4_000 + "1",
+    "answer_t = (" * 190 + "1" + ")" * 190,
+    "answer_t = " + "[" * 190 + "]" * 190,
+    "answer_t = " + "1+" * 9_000 + "1",
+    "answer_t = x" + ".a" * 9_000,
+    "answer_t = " + "lambda:" * 2_500 + "1",
+    "answer_t = '" + "\\N{LATIN SMALL LETTER A}" * 600 + "'",
+    "answer_t = " + "(" * 1_000,
+    "answer_t = " + "1 if 1 else " * 1_500 + "1",
+    "answer_t = \"" + "\\x00" * 4_000 + "\"",
+]
+
+
+@pytest.mark.skipif(not PYTHON310.is_file(), reason="needs Python 3.10 (Gradescope's) at " + str(PYTHON310))
+def test_reading_hostile_answers_never_crashes_python310(tmp_path):
+    """The referee reads typed answers on Python 3.10, whose parser can be crashed by deep expressions: every
+    hostile cell here either gives a value or an AnswerUnreadable, and the interpreter survives them all."""
+    cases = tmp_path / "cases.json"
+    cases.write_text(json.dumps(HOSTILE_ANSWER_CELLS))
+    script = (
+        "import importlib.util, json, sys\n"
+        f"spec = importlib.util.spec_from_file_location('h', {str(SOURCE / 'hwcheck.py')!r})\n"
+        "h = importlib.util.module_from_spec(spec); spec.loader.exec_module(h)\n"
+        f"for source in json.load(open({str(cases)!r})):\n"
+        "    notebook = {'cells': [{'cell_type': 'code', 'source': source, 'metadata': {}}]}\n"
+        "    try:\n"
+        "        h.read_literal_answer(notebook, 'answer_t')\n"
+        "        print('value')\n"
+        "    except h.AnswerUnreadable as error:\n"
+        "        print('unreadable:', str(error)[:60])\n"
+    )
+    completed = subprocess.run([str(PYTHON310), "-I", "-c", script], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert len(completed.stdout.splitlines()) == len(HOSTILE_ANSWER_CELLS), completed.stdout

@@ -336,7 +336,7 @@ def test_loader_rejects_files_that_are_not_tensors_only(loader, tmp_path):
     with pytest.raises(ValueError, match=r"could not be read with torch.load\(weights_only=True\)"):
         loader["load_submitted_model"](tmp_path / "module.pt")
     (tmp_path / "garbage.pt").write_bytes(b"\x80\x04not a torch file")
-    with pytest.raises(ValueError, match="is not a file written by torch.save"):
+    with pytest.raises(ValueError, match=r"is not a file written by torch\.save"):
         loader["load_submitted_model"](tmp_path / "garbage.pt")
     with pytest.raises(FileNotFoundError, match="was not found"):
         loader["load_submitted_model"](tmp_path / MODEL_FILE)
@@ -355,13 +355,13 @@ def test_loader_refuses_zips_that_torch_would_inflate(loader, tmp_path):
         for entry in source.infolist():
             target.writestr(entry.filename, source.read(entry))
     loader["load_submitted_model"](tmp_path / "good.pt")
-    with pytest.raises(ValueError, match="not laid out the way torch.save writes"):
+    with pytest.raises(ValueError, match=r"not laid out the way torch\.save writes"):
         loader["load_submitted_model"](tmp_path / "deflated.pt")
     bomb = tmp_path / "bomb.pt"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
         target.writestr("archive/data/0", b"\0" * 50_000_000)
     assert bomb.stat().st_size < 200_000
-    with pytest.raises(ValueError, match="not laid out the way torch.save writes"):
+    with pytest.raises(ValueError, match=r"not laid out the way torch\.save writes"):
         loader["load_submitted_model"](bomb)
 
 
