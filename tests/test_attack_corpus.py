@@ -555,7 +555,8 @@ def test_nothing_the_sandbox_receives_holds_an_answer(tmp_path, notebooks, cours
 STEAL_MASTER = r"""
 import glob, json
 stolen = []
-for path in glob.glob("{checkout}/**/q_rnn_and_grad.ipynb", recursive=True) + ["{checkout}/source/hw_rnn/q_rnn_and_grad.ipynb"]:
+paths = glob.glob("{checkout}/**/q_rnn_and_grad.ipynb", recursive=True)
+for path in paths + ["{checkout}/source/hw_rnn/q_rnn_and_grad.ipynb"]:
     try:
         master = json.load(open(path))
     except OSError:

@@ -534,7 +534,8 @@ def read_literal_answer(notebook: Mapping[str, Any], variable: str, cell_id: Opt
 
     Only ``variable = <literal>`` at the top level of a cell counts (a string, a number, or lists/tuples of
     them): nothing is executed. The cell whose nbgrader ``grade_id`` is ``cell_id`` (default: ``variable``) is
-    searched first; if it has no assignment, every code cell is, and the last assignment wins. Raises :class:`AnswerUnreadable` with a message for the student.
+    searched first; if it has no assignment, every code cell is, and the last assignment wins. Raises
+    :class:`AnswerUnreadable` with a message for the student.
     """
     import ast
 
