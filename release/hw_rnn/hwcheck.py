@@ -1,18 +1,22 @@
 """Checks for the RNN homework notebooks.
 
-Every check in the notebooks is a *probe*: a small function that runs your code on fixed inputs and
+Every check in the notebooks is a *probe*: a small function that runs your code on some inputs and
 returns raw values (tensors, arrays, numbers or short strings) under names such as ``"all_h"``.
 What happens to those values depends on where the notebook runs:
 
-``notebook`` (default, Jupyter / Colab / ``nbgrader autograde``)
+``notebook`` (default: Jupyter, Colab, ``nbgrader autograde``)
     The values are compared with the expected values recorded from the staff solution; a mismatch
     raises :class:`CheckFailed` with a message that says what is wrong (shape, largest error, first
     differing timestep).
 ``record`` (staff build, ``HWCHECK_RECORD=<file>``)
-    The probe runs on the staff solution; when a trusted reference (``torch.nn.RNN`` ...) is given,
-    the solution must agree with it, and the reference's values are recorded as the expected values.
-``probe`` (Gradescope sandbox)
-    The values are only encoded and handed to the grader process, which does the comparison.
+    The probe runs on the staff solution; when a trusted reference (``torch.nn.RNN`` ...) is given, the
+    solution must agree with it on several seeds, and the expected values are recorded.
+``probe`` (the grader's sandbox, which runs your notebook)
+    The values are only encoded and handed to the grader, which compares them elsewhere. Hidden checks
+    get their random seeds from the grader, fresh for every submission.
+``referee`` (the grader's trusted process, which never runs student code)
+    The same probes run on the staff solution (or the trusted reference) with the grader's seeds, to
+    produce the values a submission must match; typed answers are read from the submitted notebook file.
 
 The module imports neither torch nor numpy at import time, so the grader can use the comparison code
 without loading torch.
@@ -24,7 +28,9 @@ import base64
 import json
 import math
 import os
+import re
 import struct
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -49,18 +55,56 @@ class CheckFailed(AssertionError):
 # Modes
 # ----------------------------------------------------------------------------------------------------
 
-_probe_sink: Optional[Callable[[str, Dict[str, Any]], None]] = None
+NOTEBOOK_SEED = 20240917
+"""The seed of the hidden checks outside the grader (the staff build and ``nbgrader autograde``)."""
+RECORD_SEEDS = (NOTEBOOK_SEED, 1, 977)
+"""Seeds on which the build makes the staff solution agree with the trusted reference."""
+GOLDENS_ENV = "HWCHECK_GOLDENS"
+
+Sink = Callable[[str, Dict[str, Any]], None]
+_mode = "notebook"
+_sink: Optional[Sink] = None
+_requests: Dict[str, Dict[str, Any]] = {}
+_submitted: Dict[str, str] = {}
 
 
-def use_probe_mode(sink: Callable[[str, Dict[str, Any]], None]) -> None:
-    """Send every check's raw values to ``sink(name, report)`` instead of comparing them here."""
-    global _probe_sink
-    _probe_sink = sink
+def use_probe_mode(sink: Optional[Sink], requests: Optional[Mapping[str, Mapping[str, Any]]] = None) -> None:
+    """Grader's sandbox: send each requested check's raw values to ``sink(name, report)``.
+
+    ``requests`` maps a check name to ``{"seed": int}`` (hidden checks) or ``{}``; other checks are ignored.
+    With ``sink=None`` every check is a no-op (while the notebook's own cells run).
+    """
+    global _mode, _sink, _requests
+    _mode, _sink = ("probe" if sink else "quiet"), sink
+    _requests = {str(k): dict(v) for k, v in (requests or {}).items()}
+
+
+def use_notebook_mode() -> None:
+    """Back to the default: compare in this process (Jupyter, Colab, nbgrader)."""
+    global _mode, _sink, _requests, _submitted
+    _mode, _sink, _requests, _submitted = "notebook", None, {}, {}
+
+
+def use_referee_mode(sink: Optional[Sink], requests: Mapping[str, Mapping[str, Any]],
+                     submitted: Mapping[str, str]) -> None:
+    """Grader's trusted referee: compute the expected values of the requested checks (see the module doc).
+
+    ``submitted`` maps ``"notebook"`` (and other submitted file names) to paths the referee may read.
+    """
+    global _mode, _sink, _requests, _submitted
+    _mode, _sink = "referee", sink
+    _requests = {str(k): dict(v) for k, v in requests.items()}
+    _submitted = dict(submitted)
 
 
 def fast_mode() -> bool:
     """True when long cells should take their short path (CI, ``nbgrader autograde``, grading)."""
     return bool(os.environ.get("HW_FAST") or os.environ.get("NBGRADER_EXECUTION"))
+
+
+def submitted_file(name: str) -> str:
+    """Where the referee finds a submitted file (e.g. ``surname_model.pt``); elsewhere just ``name``."""
+    return _submitted.get(name, name) if _mode == "referee" else name
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -407,7 +451,7 @@ def _load_goldens() -> Dict[str, Dict[str, Any]]:
     global _goldens_cache
     if _goldens_cache is None:
         files = [Path(__file__).with_name(_GOLDENS_FILE)]
-        files += [Path(p) for p in os.environ.get("HWCHECK_GOLDENS", "").split(os.pathsep) if p]
+        files += [Path(p) for p in os.environ.get(GOLDENS_ENV, "").split(os.pathsep) if p]
         merged: Dict[str, Dict[str, Any]] = {}
         for path in files:
             if path.is_file():
@@ -416,14 +460,133 @@ def _load_goldens() -> Dict[str, Dict[str, Any]]:
     return _goldens_cache
 
 
-def _record(name: str, values: Values) -> None:
+def _record(name: str, entry: Dict[str, Any]) -> None:
     path = Path(os.environ["HWCHECK_RECORD"])
     with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"check": name, "values": values}, sort_keys=True) + "\n")
+        handle.write(json.dumps({"check": name, "values": entry}, sort_keys=True) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------------
-# The check itself
+# Refusing torch's recurrent kernels
+# ----------------------------------------------------------------------------------------------------
+
+RECURRENT_KERNELS = re.compile(
+    r"^(quantized_)?(rnn_tanh|rnn_relu|lstm|gru)(_cell)?(\.\w+)?$|^_thnn_fused_(lstm|gru)_cell|^mkldnn_rnn|"
+    r"^_cudnn_rnn|^miopen_rnn"
+)
+"""Names of torch functions that compute a whole recurrent layer or cell (what ``torch.nn.RNN``, ``LSTM``,
+``GRU`` and their ``*Cell`` versions call)."""
+
+
+def recurrent_kernel_trace() -> Any:
+    """A context manager that notes every torch recurrent kernel called inside it (``.seen``: a set of names)."""
+    from torch.overrides import TorchFunctionMode
+
+    class KernelTrace(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: set = set()
+
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            name = getattr(func, "__name__", "")
+            if isinstance(name, str) and RECURRENT_KERNELS.match(name):
+                self.seen.add(name.split(".")[0])
+            return func(*args, **(kwargs or {}))
+
+    return KernelTrace()
+
+
+def kernels_message(seen: Sequence[str]) -> str:
+    names = ", ".join(sorted(seen))
+    return (f"your code calls torch's built-in recurrent kernel ({names}), e.g. through torch.nn.RNN, "
+            "torch.nn.LSTM or an nn.*Cell: write the recurrence yourself with tensor operations")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Typed answers, read from the notebook file without running it
+# ----------------------------------------------------------------------------------------------------
+
+MAX_ANSWER_CELL = 20_000
+MAX_LITERAL_ITEMS = 200
+
+
+class AnswerUnreadable(ValueError):
+    """A typed answer that is missing or not written as a plain literal (the message says how to fix it)."""
+
+
+def _cell_text(cell: Mapping[str, Any]) -> str:
+    source = cell.get("source", "")
+    return "".join(str(part) for part in source) if isinstance(source, list) else str(source)
+
+
+def _literal_size(value: Any, depth: int = 0) -> int:
+    if depth > 6:
+        raise AnswerUnreadable("the answer is nested too deeply")
+    if isinstance(value, (list, tuple)):
+        return 1 + sum(_literal_size(item, depth + 1) for item in value)
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise AnswerUnreadable(f"the answer text is longer than {MAX_TEXT} characters")
+    return 1
+
+
+def read_literal_answer(notebook: Mapping[str, Any], variable: str, cell_id: Optional[str] = None) -> Any:
+    """The value last assigned to ``variable`` by a literal assignment in the notebook's code cells.
+
+    Only ``variable = <literal>`` at the top level of a cell counts (a string, a number, or lists/tuples of
+    them): nothing is executed. The cell whose nbgrader ``grade_id`` is ``cell_id`` (default: ``variable``) is
+    searched first; if it has no assignment, every code cell is, and the last assignment wins. Raises
+    :class:`AnswerUnreadable` with a message for the student.
+    """
+    import ast
+
+    cells = [c for c in notebook.get("cells", []) if isinstance(c, Mapping) and c.get("cell_type") == "code"]
+
+    def grade_id(cell: Mapping[str, Any]) -> Any:
+        meta = cell.get("metadata") if isinstance(cell.get("metadata"), Mapping) else {}
+        nbgrader = meta.get("nbgrader") if isinstance(meta.get("nbgrader"), Mapping) else {}
+        return nbgrader.get("grade_id")
+
+    preferred = [c for c in cells if grade_id(c) == (cell_id or variable)]
+    for group in (preferred, cells):
+        found = None
+        for cell in group:
+            text = _cell_text(cell)
+            if variable not in text:
+                continue
+            if len(text) > MAX_ANSWER_CELL:
+                raise AnswerUnreadable(f"the cell that sets `{variable}` is longer than {MAX_ANSWER_CELL} characters")
+            lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in text.splitlines()]
+            try:
+                tree = ast.parse("\n".join(lines))
+            except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+                line = getattr(error, "lineno", None)
+                raise AnswerUnreadable(f"the cell that sets `{variable}` cannot be read (a syntax error"
+                                       f"{f' at line {line}' if line else ''}): fix it and save the notebook") from None
+            for node in tree.body:
+                target = None
+                if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                    target = node.targets[0]
+                elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                    target = node.target
+                if isinstance(target, ast.Name) and target.id == variable:
+                    found = node
+        if found is not None:
+            try:
+                value = ast.literal_eval(found.value)  # type: ignore[union-attr]
+            except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+                raise AnswerUnreadable(
+                    f"`{variable}` (line {found.lineno} of its cell) must be written out as a literal value, such "
+                    "as a string in quotes or a list of pairs: answers are read from the saved notebook without "
+                    "running it, so names, function calls and arithmetic cannot be evaluated") from None
+            if _literal_size(value) > MAX_LITERAL_ITEMS:
+                raise AnswerUnreadable(f"`{variable}` holds more than {MAX_LITERAL_ITEMS} values")
+            return value
+    raise AnswerUnreadable(f"`{variable}` is not set in the saved notebook: write `{variable} = ...` in its "
+                           "answer cell and save the notebook")
+
+
+# ----------------------------------------------------------------------------------------------------
+# The checks
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -456,14 +619,47 @@ def _describe_error(exc: BaseException) -> str:
     if isinstance(exc, NotImplementedError):
         where = _raising_function(exc)
         return f"not implemented yet: `{where}` still raises NotImplementedError (fill in YOUR CODE HERE)"
+    if isinstance(exc, AnswerUnreadable):
+        return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _error_report(exc: BaseException) -> Dict[str, Any]:
+    return {"error": {"type": type(exc).__name__, "message": _describe_error(exc)[:MAX_TEXT]}}
+
+
+def _call(function: Callable[..., Any], seed: Optional[int]) -> Any:
+    return function() if seed is None else function(seed)
+
+
+def _run_probe(name: str, probe: Callable[..., Any], seed: Optional[int], kernels: Optional[str]) -> Dict[str, Any]:
+    """``{"values": ...}`` (plus ``"kernels"`` when traced) or ``{"error": ...}``; never raises (but for ^C)."""
+    try:
+        if kernels == "refuse":
+            trace = recurrent_kernel_trace()
+            with trace:
+                raw = _call(probe, seed)
+            return {"values": _encode_all(raw), "kernels": sorted(trace.seen)}
+        return {"values": _encode_all(_call(probe, seed))}
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a probe that fails is a failed check, whatever it raised
+        return _error_report(exc)
+
+
+def _options(rtol: float, atol: float, layouts: Any, compare: Any, score: Any) -> Dict[str, Any]:
+    return {"rtol": rtol, "atol": atol, "layouts": dict(layouts or {}), "compare": dict(compare or {}),
+            "score": dict(score or {})}
 
 
 def check(
     name: str,
-    probe: Callable[[], Mapping[str, Any]],
+    probe: Callable[..., Mapping[str, Any]],
     *,
-    reference: Optional[Callable[[], Mapping[str, Any]]] = None,
+    reference: Optional[Callable[..., Mapping[str, Any]]] = None,
+    seeded: bool = False,
+    kernels: Optional[str] = None,
+    where: str = "sandbox",
     rtol: float = DEFAULT_RTOL,
     atol: float = DEFAULT_ATOL,
     layouts: Optional[Mapping[str, str]] = None,
@@ -472,62 +668,168 @@ def check(
 ) -> None:
     """Run one check; its ``name`` is the grade_id of the notebook cell that calls it.
 
-    ``probe()`` returns the values computed with your code. ``reference()``, when given, computes the
-    same values with a trusted implementation (e.g. ``torch.nn.LSTM``); it is only used by the staff build.
-    ``layouts`` maps a value name to its axis letters (``{"all_h": "BTH"}``) for clearer messages.
-    ``compare`` maps a text value's name to how it is compared (see :func:`compare_value`); ``score``
-    makes the check partial-credit (see :func:`evaluate`).
+    ``probe()`` (``probe(seed)`` when ``seeded``) returns the values computed with your code.
+    ``reference``, when given, computes the same values with a trusted implementation (staff only).
+    ``kernels="refuse"``: the check fails when the probe calls torch's recurrent kernels.
+    ``where="referee"``: the probe itself runs in the grader's trusted process (it reads submitted files,
+    e.g. the saved model, and never runs student code). ``layouts`` maps a value name to its axis letters
+    (``{"all_h": "BTH"}``) for clearer messages; ``compare`` says how text values are compared (see
+    :func:`compare_value`); ``score`` makes the check partial-credit (see :func:`evaluate`).
     """
-    if _probe_sink is not None:
-        _run_probe_mode(name, probe)
+    options = _options(rtol, atol, layouts, compare, score)
+    if _mode in ("quiet", "probe"):
+        if _mode == "probe" and name in _requests and where == "sandbox" and _sink is not None:
+            _sink(name, _run_probe(name, probe, _requests[name].get("seed") if seeded else None, kernels))
         return
-    try:
-        raw = probe()
-    except CheckFailed:
-        raise
-    except Exception as exc:
-        raise CheckFailed(f"{name}: {_describe_error(exc)}") from exc
-    actual = _encode_all(raw)
-    options = {"rtol": rtol, "atol": atol, "layouts": dict(layouts or {}), "compare": dict(compare or {}),
-               "score": dict(score or {})}
+    if _mode == "referee":
+        if name in _requests and _sink is not None:
+            _sink(name, _referee_values(probe, reference, _requests[name].get("seed") if seeded else None, where,
+                                        options))
+        return
+    kind = {"kind": where, "seeded": seeded, "kernels": kernels}
     if os.environ.get("HWCHECK_RECORD"):
-        expected = _encode_all(reference()) if reference is not None else actual
-        entry = {"values": expected, **options}
-        if not score:
-            strict = {**entry, "rtol": RECORD_TOLERANCE, "atol": RECORD_TOLERANCE}
+        _record_check(name, probe, reference, seeded, kernels, {**options, **kind})
+        return
+    seed = NOTEBOOK_SEED if seeded else None
+    report = _run_probe(name, probe, seed, kernels)
+    if "error" in report:
+        raise CheckFailed(f"{name}: {report['error']['message']}")
+    if report.get("kernels"):
+        raise CheckFailed(f"{name}: {kernels_message(report['kernels'])}")
+    _judge_in_notebook(name, report["values"], options, lambda: _call(reference, seed) if reference else None)
+
+
+def answer_check(
+    name: str,
+    variable: str,
+    *,
+    key: Callable[[], Any],
+    transform: Optional[Callable[[Any], Mapping[str, Any]]] = None,
+    cell: Optional[str] = None,
+    compare: Optional[Mapping[str, Mapping[str, Any]]] = None,
+) -> None:
+    """A typed answer: the literal value of ``variable``, read from the saved notebook when grading.
+
+    ``key()`` gives the correct answer (staff only); ``transform(value)`` turns an answer into the values
+    that are compared (default ``{variable: value}``); ``cell`` is the grade_id of the answer cell
+    (default: ``variable``).
+    """
+    transform = transform or (lambda value: {variable: value})
+    options = _options(DEFAULT_RTOL, DEFAULT_ATOL, None, compare, None)
+    if _mode in ("quiet", "probe"):
+        return
+    if _mode == "referee":
+        if name in _requests and _sink is not None:
+            _sink(name, _referee_answer(variable, cell or variable, key, transform, options))
+        return
+    caller = sys._getframe(1).f_globals
+    if os.environ.get("HWCHECK_RECORD"):
+        kind = {"kind": "static", "seeded": False, "kernels": None, "variable": variable, "cell": cell or variable}
+        notebook = os.environ.get("HWCHECK_NOTEBOOK")  # the build reads the master's answer as the grader will
+
+        def answer() -> Mapping[str, Any]:
+            if notebook:
+                saved = json.loads(Path(notebook).read_text(encoding="utf-8"))
+                return transform(read_literal_answer(saved, variable, cell or variable))
+            return transform(caller.get(variable))
+
+        _record_check(name, answer, lambda: transform(key()), False, None, {**options, **kind})
+        return
+    if variable not in caller:
+        raise CheckFailed(f"{name}: `{variable}` is not defined: run its answer cell")
+    report = _run_probe(name, lambda: transform(caller[variable]), None, None)
+    if "error" in report:
+        raise CheckFailed(f"{name}: {report['error']['message']}")
+    _judge_in_notebook(name, report["values"], options, lambda: transform(key()))
+
+
+def _verdict(report: Dict[str, Any], expected: Values, options: Mapping[str, Any]) -> Dict[str, Any]:
+    """A referee-side report with its verdict: ``{"values", "expected", "verdict": [fraction, problems, summary]}``."""
+    if "values" in report:
+        fraction, problems, summary = evaluate(report["values"], {**options, "values": expected}, reveal=False)
+        report["verdict"] = [fraction, problems, summary]
+    report["expected"] = expected
+    return report
+
+
+def _referee_values(probe: Callable[..., Any], reference: Optional[Callable[..., Any]], seed: Optional[int],
+                    where: str, options: Mapping[str, Any]) -> Dict[str, Any]:
+    """Referee mode: the expected values; for checks that run here also the submission's values and the verdict."""
+    try:
+        expected = _encode_all(_call(reference or probe, seed))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        return {"internal_error": f"the reference failed: {_describe_error(exc)}"[:MAX_TEXT]}
+    if where != "referee":
+        return {"expected": expected}
+    return _verdict(_run_probe("", probe, seed, None), expected, options)
+
+
+def _referee_answer(variable: str, cell: str, key: Callable[[], Any], transform: Callable[[Any], Mapping[str, Any]],
+                    options: Mapping[str, Any]) -> Dict[str, Any]:
+    """Referee mode for a typed answer: read it from the submitted notebook file (never run), then judge it."""
+    try:
+        expected = _encode_all(transform(key()))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        return {"internal_error": f"the answer key failed: {_describe_error(exc)}"[:MAX_TEXT]}
+    path = _submitted.get("notebook")
+    try:
+        if not path:
+            raise AnswerUnreadable("the submitted notebook could not be read")
+        notebook = json.loads(Path(path).read_text(encoding="utf-8"))
+        value = read_literal_answer(notebook, variable, cell)
+    except (OSError, ValueError, RecursionError) as exc:
+        return {**_error_report(exc), "expected": expected}
+    return _verdict(_run_probe("", lambda: transform(value), None, None), expected, options)
+
+
+def _record_check(name: str, probe: Callable[..., Any], reference: Optional[Callable[..., Any]], seeded: bool,
+                  kernels: Optional[str], options: Dict[str, Any]) -> None:
+    """Record mode: the solution must agree with the reference (on every record seed); store the values."""
+    golden_values: Optional[Values] = None
+    for seed in (RECORD_SEEDS if seeded else (None,)):
+        report = _run_probe(name, probe, seed, kernels)
+        if "error" in report:
+            raise CheckFailed(f"{name}: the staff solution fails its own check: {report['error']['message']}")
+        if report.get("kernels"):
+            raise CheckFailed(f"{name}: the staff solution calls {report['kernels']}")
+        actual = report["values"]
+        expected = _encode_all(_call(reference, seed)) if reference is not None else actual
+        if not options["score"]:
+            strict = {**options, "values": expected, "rtol": RECORD_TOLERANCE, "atol": RECORD_TOLERANCE}
             _, problems, _ = evaluate(actual, strict)
             if problems:
                 details = "\n  ".join(problems)
-                raise CheckFailed(f"{name}: the staff solution disagrees with the reference:\n  {details}")
-        summary = evaluate(actual, entry)[2]
-        specs = dict(compare or {})
-        golden = {key: to_golden(value, spec=specs.get(key.rsplit("/", 1)[-1])) for key, value in expected.items()}
-        _record(name, {**entry, "values": golden})
-        print(f"recorded {name}: {summary}")
-        return
+                raise CheckFailed(f"{name}: the staff solution disagrees with the reference "
+                                  f"(seed {seed}):\n  {details}")
+        if golden_values is None:
+            golden_values = expected
+            summary = evaluate(actual, {**options, "values": expected})[2]
+    assert golden_values is not None
+    specs = options["compare"]
+    golden = {key: to_golden(value, spec=specs.get(key.rsplit("/", 1)[-1])) for key, value in golden_values.items()}
+    _record(name, {**options, "values": golden})
+    print(f"✓ {name}: {summary}")
+
+
+def _judge_in_notebook(name: str, actual: Values, options: Dict[str, Any],
+                       reference: Callable[[], Optional[Mapping[str, Any]]]) -> None:
     goldens = _load_goldens()
     if name in goldens:
-        entry = {**goldens[name], **{k: v for k, v in options.items() if k not in goldens[name]}}
-    elif reference is not None:
-        entry = {"values": _encode_all(reference()), **options}
+        entry = {**options, **goldens[name]}
     else:
-        raise CheckFailed(f"{name}: no expected values are recorded for this check (staff: run `make release`)")
+        expected = reference()
+        if expected is None:
+            raise CheckFailed(f"{name}: no expected values are recorded for this check")
+        entry = {**options, "values": _encode_all(expected)}
     _, problems, summary = evaluate(actual, entry)
     if problems:
         shown = problems[:8] + ([f"... and {len(problems) - 8} more"] if len(problems) > 8 else [])
         raise CheckFailed(f"{name}: {len(problems)} problem(s)\n  " + "\n  ".join(shown))
     print(f"✓ {name}: {summary}")
-
-
-def _run_probe_mode(name: str, probe: Callable[[], Mapping[str, Any]]) -> None:
-    assert _probe_sink is not None
-    try:
-        report: Dict[str, Any] = {"values": _encode_all(probe())}
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        report = {"error": {"type": type(exc).__name__, "message": _describe_error(exc)[:MAX_TEXT]}}
-    _probe_sink(name, report)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -576,95 +878,6 @@ class float64:
         _torch().set_default_dtype(self._previous)
 
 
-# ----------------------------------------------------------------------------------------------------
-# Reference layers: torch.nn's own kernels behind this homework's parameter names
-# ----------------------------------------------------------------------------------------------------
-
-LSTM_GATES = ("f", "i", "o", "g")
-"""Order of the gate blocks in ``LSTMLayer.U``, ``.W`` and ``.b`` (torch.nn.LSTM uses i, f, g, o)."""
-
-
-def lstm_blocks_to_torch(tensor: Any, hidden_size: int) -> Any:
-    """Reorder the last axis of a ``(..., 4H)`` tensor from this homework's (f, i, o, g) to torch's (i, f, g, o)."""
-    torch = _torch()
-    blocks = dict(zip(LSTM_GATES, torch.split(tensor, hidden_size, dim=-1), strict=True))
-    return torch.cat([blocks["i"], blocks["f"], blocks["g"], blocks["o"]], dim=-1)
-
-
-def rnn_layer_weights_for_torch(weights: Mapping[str, Any], layer: int = 0) -> Dict[str, Any]:
-    """Map ``{"W_x", "W_h", "b"}`` of one ``RNNLayer`` to the parameters of ``torch.nn.RNN`` layer ``layer``."""
-    torch = _torch()
-    return {
-        f"weight_ih_l{layer}": weights["W_x"],
-        f"weight_hh_l{layer}": weights["W_h"],
-        f"bias_ih_l{layer}": weights["b"],
-        f"bias_hh_l{layer}": torch.zeros_like(weights["b"]),
-    }
-
-
-def lstm_layer_weights_for_torch(weights: Mapping[str, Any], layer: int = 0) -> Dict[str, Any]:
-    """Map ``{"U" (D, 4H), "W" (H, 4H), "b" (4H,)}`` of one ``LSTMLayer`` to ``torch.nn.LSTM`` layer ``layer``."""
-    torch = _torch()
-    hidden = weights["W"].shape[0]
-    return {
-        f"weight_ih_l{layer}": lstm_blocks_to_torch(weights["U"], hidden).T,
-        f"weight_hh_l{layer}": lstm_blocks_to_torch(weights["W"], hidden).T,
-        f"bias_ih_l{layer}": lstm_blocks_to_torch(weights["b"], hidden),
-        f"bias_hh_l{layer}": torch.zeros_like(weights["b"]),
-    }
-
-
-def reference_rnn_layer(input_size: int, hidden_size: int, nonlinearity: str = "tanh") -> Any:
-    """A layer with ``RNNLayer``'s parameter names and interface, computed by ``torch.nn.RNN``.
-
-    ``forward(x (B, T, D)) -> (all_h (B, T, H), last_h (B, H))``.
-    """
-    torch = _torch()
-    nn = torch.nn
-
-    class ReferenceRNNLayer(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.input_size, self.hidden_size = input_size, hidden_size
-            self.W_x = nn.Parameter(torch.randn(hidden_size, input_size) / hidden_size**0.5)
-            self.W_h = nn.Parameter(torch.randn(hidden_size, hidden_size) / hidden_size**0.5)
-            self.b = nn.Parameter(torch.zeros(hidden_size))
-            self._torch_rnn = [nn.RNN(input_size, hidden_size, nonlinearity=nonlinearity, batch_first=True)]
-
-        def forward(self, x: Any) -> Any:
-            weights = rnn_layer_weights_for_torch({"W_x": self.W_x, "W_h": self.W_h, "b": self.b})
-            all_h, last = torch.func.functional_call(self._torch_rnn[0].to(x.dtype), weights, (x,))
-            return all_h, last[0]
-
-    return ReferenceRNNLayer()
-
-
-def reference_lstm_layer(input_size: int, hidden_size: int) -> Any:
-    """A layer with ``LSTMLayer``'s parameter names and interface, computed by ``torch.nn.LSTM``.
-
-    ``forward(x (B, T, D), hc0=None | (h0 (B, H), c0 (B, H))) -> (all_h (B, T, H), (h_T (B, H), c_T (B, H)))``.
-    """
-    torch = _torch()
-    nn = torch.nn
-
-    class ReferenceLSTMLayer(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.input_size, self.hidden_size = input_size, hidden_size
-            self.U = nn.Parameter(torch.randn(input_size, 4 * hidden_size) / hidden_size**0.5)
-            self.W = nn.Parameter(torch.randn(hidden_size, 4 * hidden_size) / hidden_size**0.5)
-            self.b = nn.Parameter(torch.zeros(4 * hidden_size))
-            self._torch_lstm = [nn.LSTM(input_size, hidden_size, batch_first=True)]
-
-        def forward(self, x: Any, hc0: Any = None) -> Any:
-            weights = lstm_layer_weights_for_torch({"U": self.U, "W": self.W, "b": self.b})
-            state = None if hc0 is None else (hc0[0].unsqueeze(0), hc0[1].unsqueeze(0))
-            all_h, (h, c) = torch.func.functional_call(self._torch_lstm[0].to(x.dtype), weights, (x, state))
-            return all_h, (h[0], c[0])
-
-    return ReferenceLSTMLayer()
-
-
 def random_weights(module: Any, generator: Any, scale: float = 0.5) -> Dict[str, Any]:
     """Seeded random float64 values for every parameter of ``module`` (by name), uniform in ±scale."""
     torch = _torch()
@@ -672,3 +885,8 @@ def random_weights(module: Any, generator: Any, scale: float = 0.5) -> Dict[str,
         name: (torch.rand(tuple(p.shape), generator=generator, dtype=torch.float64) * 2 - 1) * scale
         for name, p in sorted(module.named_parameters())
     }
+
+
+def randint(generator: Any, low: int, high: int) -> int:
+    """One seeded integer in ``[low, high]`` (both ends included)."""
+    return int(_torch().randint(low, high + 1, (1,), generator=generator))
