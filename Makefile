@@ -39,15 +39,15 @@ data-check: $(INSTALLED)
 lint: $(INSTALLED)
 	$(PY) -m ruff check .
 
-## make grade SUBMISSION=path/to/folder [OUT=results]: grade one submission locally
+## make grade SUBMISSION=path/to/folder [OUT=results] [ARGS=...]: grade one submission locally (as root: sandboxed)
 grade: $(INSTALLED)
-	$(PY) -m assignkit.grading.grade $(SUBMISSION) $(if $(OUT),--out $(OUT),)
+	$(PY) -m assignkit.grading.grade $(SUBMISSION) $(if $(OUT),--out $(OUT),) $(ARGS)
 
 ## make grade-many SUBMISSIONS=parent [CSV=grades.csv] [JOBS=2] [OUT=results]: every subfolder is one submission,
 ## graded in parallel; OUT/<subfolder>/ gets its results.json and submission_log.json
 grade-many: $(INSTALLED)
 	$(PY) -m assignkit.grading.grade --many $(SUBMISSIONS) --csv $(or $(CSV),grades.csv) -j $(or $(JOBS),2) \
-		$(if $(OUT),--out $(OUT),)
+		$(if $(OUT),--out $(OUT),) $(ARGS)
 
 clean:
 	rm -rf build autograder/dist gradebook.db .pytest_cache
