@@ -326,7 +326,7 @@ class Grading:
         try:
             copies = {("notebook" if name == suite.filename else name): path for name, path in copies.items()}
             checks = [CheckRun(check.grade_id, check_source, seeds.get(check.grade_id), check.grade_id in wanted)
-                      for check, check_source in self._master_checks(suite, master)]
+                      for check, check_source in self.course.check_sources(suite)]
             env = {}
             if self.course.hidden_data_dir is not None and (workdir / "hidden_data" / HIDDEN_SURNAMES).is_file():
                 env["HW_HIDDEN_SURNAMES"] = str(workdir / "hidden_data" / HIDDEN_SURNAMES)
@@ -352,20 +352,6 @@ class Grading:
                 report = {"internal_error": f"the referee failed: {report['error']}"}
             reports[check.grade_id] = report
         return reports
-
-    @staticmethod
-    def _master_checks(suite: Suite, master: Path) -> List[Any]:
-        """``[(check, full source)]`` of the master's check cells, in notebook order (public ones too: the
-        hidden ones use what they define)."""
-        notebook = json.loads(master.read_text(encoding="utf-8"))
-        by_id = {check.grade_id: check for check in suite.checks}
-        found = []
-        for cell in notebook.get("cells", []):
-            grade_id = ((cell.get("metadata") or {}).get("nbgrader") or {}).get("grade_id")
-            if grade_id in by_id:
-                source = cell.get("source", "")
-                found.append((by_id[grade_id], "".join(source) if isinstance(source, list) else source))
-        return found
 
     def _store(self, check: SuiteCheck, result: CheckResult) -> None:
         self.checks[check.grade_id] = result

@@ -107,20 +107,37 @@ def bench_ours(root: Path, work: Path, submission: Path) -> Dict[str, Any]:
     out = work / "ours"
     command = [sys.executable, "-m", "assignkit.grading.grade", str(submission), "--out", str(out)]
     command += ["--bundle", str(bundle)] if bundle.is_file() else ["--course", str(root)]
+    command += sandbox_arguments()
     result = measure(command, ROOT)
     log = json.loads((out / "submission_log.json").read_text())
     usage = log["grader"]["usage"]
     children = {name: {"wall_seconds": round(o["wall_seconds"], 2), "cpu_seconds": round(o["cpu_seconds"], 2),
-                       "peak_rss_mb": round(o["peak_rss_bytes"] / MB), "sandboxed_runs": o["children"]}
+                       "peak_rss_mb": round(o["peak_rss_bytes"] / MB), "sandboxed_runs": o["children"],
+                       "referee_wall_seconds": round(o["referee_seconds"], 2),
+                       "referee_cpu_seconds": round(o["referee_cpu_seconds"], 2),
+                       "referee_peak_rss_mb": round(o["referee_peak_rss_bytes"] / MB)}
                 for name, o in log["notebooks"].items() if o["status"] == "graded"}
     result.update({
-        "score": log["score"], "max_score": log["max_score"],
+        "score": log["score"], "max_score": log["max_score"], "sandboxed": log["grader"]["sandbox_uid"] is not None,
         "grader": {"cpu_seconds": usage["cpu_seconds"], "peak_rss_mb": round(usage["peak_rss_bytes"] / MB)},
         "children": children,
+        # the referee and the sandbox of a notebook run one after the other, never beside each other
         "peak_mb_alive_together": round(usage["peak_rss_bytes"] / MB)
-        + max((c["peak_rss_mb"] for c in children.values()), default=0),
+        + max((max(c["peak_rss_mb"], c["referee_peak_rss_mb"]) for c in children.values()), default=0),
     })
     return result
+
+
+def sandbox_arguments() -> List[str]:
+    """As root: grade as the sandbox account (created if missing, as setup.sh does); otherwise run unsandboxed
+    (the bench grades the staff's own solution)."""
+    from .sandbox import find_user, is_root
+
+    if not is_root():
+        return ["--no-sandbox"]
+    if find_user("hwsandbox") is None:
+        subprocess.run(["bash", str(ROOT / "autograder" / "create_sandbox_user.sh"), "hwsandbox"], check=True)
+    return ["--user", "hwsandbox"]
 
 
 def bench_nbgrader(root: Path, work: Path, submission: Path) -> Dict[str, Any]:
@@ -171,7 +188,7 @@ def test_check(env):
 '''
 
 
-def otter_zip(path: Path, suite: Any, course_files: Dict[str, bytes]) -> Path:
+def otter_zip(path: Path, checks: List[Tuple[Any, str]], course_files: Dict[str, bytes]) -> Path:
     """An otter autograder zip whose tests run this notebook's checks (hidden ones included) in the kernel.
 
     Otter runs every test in its own copy of the notebook's namespace, while a check cell may call helpers
@@ -184,11 +201,11 @@ def otter_zip(path: Path, suite: Any, course_files: Dict[str, bytes]) -> Path:
         archive.writestr("otter_config.json", json.dumps({"lang": "python"}))
         archive.writestr("requirements.txt", "")
         earlier: List[str] = []
-        for check in suite.checks:
-            source = "\n\n".join([*earlier, check.source])
+        for check, check_source in checks:
+            source = "\n\n".join([*earlier, check_source])
             archive.writestr(f"tests/{check.grade_id}.py", OTTER_TEST.format(
                 name=check.grade_id, points=check.points, source=source, hidden=check.hidden))
-            earlier.append(definitions_only(check.source))
+            earlier.append(definitions_only(check_source))
         for name, content in course_files.items():
             archive.writestr(f"files/{name}", content)
     return path
@@ -197,31 +214,29 @@ def otter_zip(path: Path, suite: Any, course_files: Dict[str, bytes]) -> Path:
 def bench_otter(root: Path, work: Path, submission: Path) -> Dict[str, Any]:
     """``otter run`` of each notebook (otter grades one notebook per run), the checks as otter test files.
 
-    Otter executes the notebook and its tests in one kernel, so this is a timing comparison only.
+    Otter executes the notebook and its tests in one kernel (hidden checks, their goldens and the labelled
+    hidden names included, as for nbgrader), so this is a timing comparison only.
     """
     from .course import Course
-    from .sandbox import names_only
 
     course = Course.from_repo(root)
     files = {"public_goldens.json": json.dumps(course.public_goldens).encode(),
-             "hidden_goldens.json": json.dumps(course.hidden_goldens).encode()}
+             "hidden_goldens.json": (root / "build" / "goldens" / "hidden_goldens.json").read_bytes()}
     files.update({path.name: path.read_bytes() for path in course.runtime_files})
     files.update({relative: path.read_bytes() for relative, path in course.public_data})
     for table in sorted(course.hidden_data_dir.glob("*.tsv")) if course.hidden_data_dir else []:
-        names = names_only(table.read_text(encoding="utf-8"))  # as our sandbox gets them: no labels
-        if names is not None:
-            files[f"hidden_data/{table.name}"] = names.encode()
+        files[f"hidden_data/{table.name}"] = table.read_bytes()
     totals = {"wall_seconds": 0.0, "cpu_seconds": 0.0, "peak_mb_summed": 0, "score": 0.0, "runs": []}
     for suite in course.suites:
         notebook = submission / suite.filename
         if not notebook.is_file():
             continue
-        archive = otter_zip(work / f"otter-{suite.name}.zip", suite, files)
+        archive = otter_zip(work / f"otter-{suite.name}.zip", course.check_sources(suite), files)
         out = work / f"otter-{suite.name}"
         out.mkdir()
         result = measure([sys.executable, "-m", "otter", "run", "-a", str(archive), "-o", str(out), "--no-logo",
                           str(notebook)], work, {"HWCHECK_GOLDENS": "hidden_goldens.json", "HW_FAST": "1",
-                                                   "HWGRADE_HIDDEN_DATA": "hidden_data"})
+                                                   "HW_HIDDEN_SURNAMES": "hidden_data/surnames_test_hidden.tsv"})
         if result["returncode"] != 0 or not (out / "results.json").is_file():
             return {"skipped": f"otter run failed on {suite.filename}: {result['output_tail'][-600:]}"}
         graded = json.loads((out / "results.json").read_text())
@@ -254,6 +269,9 @@ def markdown(results: Dict[str, Any]) -> str:
               f"| grader | {ours['wall_seconds']} | {ours['grader']['cpu_seconds']} | "
               f"{ours['grader']['peak_rss_mb']} |"]
     for name, child in ours["children"].items():
+        if "referee_wall_seconds" in child:
+            lines.append(f"| referee (trusted), {name} | {child['referee_wall_seconds']} | "
+                         f"{child['referee_cpu_seconds']} | {child['referee_peak_rss_mb']} |")
         lines.append(f"| sandboxed child, {name} ({child['sandboxed_runs']} run) | {child['wall_seconds']} | "
                      f"{child['cpu_seconds']} | {child['peak_rss_mb']} |")
     ratios = results.get("ratios", {})

@@ -90,6 +90,19 @@ class Course:
     def master_path(self, suite: Suite) -> Path:
         return self.referee_dir / suite.filename
 
+    def check_sources(self, suite: Suite) -> List[Tuple[Any, str]]:
+        """``[(check, full cell source)]`` of the master's check cells in notebook order (trusted side only: the
+        sources hold hidden parts and reference code)."""
+        notebook = json.loads(self.master_path(suite).read_text(encoding="utf-8"))
+        by_id = {check.grade_id: check for check in suite.checks}
+        found = []
+        for cell in notebook.get("cells", []):
+            grade_id = ((cell.get("metadata") or {}).get("nbgrader") or {}).get("grade_id")
+            if grade_id in by_id:
+                source = cell.get("source", "")
+                found.append((by_id[grade_id], "".join(source) if isinstance(source, list) else source))
+        return found
+
     def subset(self, names: Sequence[str]) -> Course:
         """The same course with only the notebooks named (``q_written`` ...), e.g. to grade one notebook."""
         unknown = sorted(set(names) - {suite.name for suite in self.suites})
