@@ -250,7 +250,8 @@ def course(built_bundle: Path) -> Any:
 
 @pytest.fixture(scope="session")
 def sandbox_user(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Any:
-    """The sandbox account (created by autograder/create_sandbox_user.sh) when root; ``None`` otherwise."""
+    """A sandbox account of this test worker's own (created by autograder/create_sandbox_user.sh) when root;
+    ``None`` otherwise. Never shared between parallel gradings: a sweep kills everything of its account."""
     if not is_root():
         return None
-    return ensure_sandbox_user(TEST_USER, shared_dir(tmp_path_factory, worker_id))
+    return ensure_sandbox_user(f"{TEST_USER}-{worker_id}"[:30], shared_dir(tmp_path_factory, worker_id))
