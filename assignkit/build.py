@@ -108,6 +108,23 @@ def write_solutions(root: Path, masters: List[Master], executed: List[object]) -
     log(f"wrote solutions to {target.relative_to(root)}")
 
 
+SCRATCH_TAG = "scratch"
+STUB = "raise NotImplementedError()"
+
+
+def open_scratch_cells(path: Path) -> None:
+    """Cells tagged ``scratch`` (staff verification in the master, free space for students) keep nbgrader's
+    ``# YOUR CODE HERE`` but not its ``raise NotImplementedError()``: Run All must not stop at ungraded cells."""
+    notebook = nbformat.read(str(path), as_version=4)
+    changed = False
+    for cell in notebook.cells:
+        if SCRATCH_TAG in cell.get("metadata", {}).get("tags", []) and STUB in cell.source:
+            cell.source = cell.source.replace(STUB, "pass  # (ungraded: use this cell as you like)")
+            changed = True
+    if changed:
+        nbformat.write(notebook, str(path))
+
+
 def generate_release(root: Path) -> None:
     """Real ``nbgrader generate_assignment --force`` with the sqlite gradebook in the course root."""
     result = subprocess.run(
@@ -118,6 +135,7 @@ def generate_release(root: Path) -> None:
         raise BuildError(f"nbgrader generate_assignment failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     release = root / "release" / ASSIGNMENT
     for notebook_path in sorted(release.glob("*.ipynb")):
+        open_scratch_cells(notebook_path)
         text = notebook_path.read_text(encoding="utf-8")
         if "BEGIN SOLUTION" in text or "BEGIN HIDDEN TESTS" in text:
             raise BuildError(f"{notebook_path.name}: nbgrader left a solution or hidden test in the release")
