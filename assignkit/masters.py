@@ -50,6 +50,7 @@ class Master:
     solution_ids: List[str] = field(default_factory=list)
     manual_points: Dict[str, float] = field(default_factory=dict)
     skip_ids: List[str] = field(default_factory=list)
+    submit: List[str] = field(default_factory=list)  # files besides the notebook (notebook metadata hwgrade.submit)
 
     @property
     def autograded_points(self) -> float:
@@ -113,7 +114,8 @@ def probe_source(source: str, where: str = "check cell") -> str:
 def read_master(path: Path) -> Master:
     """Parse one master notebook and validate its check cells; raises ``ValueError`` on a malformed master."""
     notebook = nbformat.read(str(path), as_version=4)
-    master = Master(name=path.stem, path=path)
+    submit = [str(name) for name in (notebook.metadata.get("hwgrade") or {}).get("submit", [])]
+    master = Master(name=path.stem, path=path, submit=submit)
     seen: set = set()
     for cell in notebook.cells:
         meta = nbgrader_meta(cell)

@@ -69,7 +69,8 @@ def synthetic_course(folder: Path) -> Course:
     os.chmod(folder / "bundle", 0o700)
     check = SuiteCheck("test_surnames_hidden", "q_rnn_last_name", 4.0, True, "", "2.C Classifier — hidden checks",
                        "referee", {"score": SCORE})
-    suite = Suite("q_rnn_last_name", (check,), (), {"written_misuse": 2.0}, ("setup",))
+    suite = Suite("q_rnn_last_name", (check,), (), {"written_misuse": 2.0}, ("setup",),
+                  ("surname_model.pt", "submission_log.json"))
     return Course([suite], {}, [SOURCE / "hwcheck.py", SOURCE / "safe_expr.py"], referee, [], hidden_dir)
 
 

@@ -37,7 +37,7 @@ from .sandbox import lock_down, preflight, sweep
 from .scoring import CheckResult, load_hwcheck, measured_accuracy, score
 from .scratch import Scratch
 from .seeds import check_seed, read_key
-from .submission import MODEL_FILE, STUDENT_LOG, Submission, inspect_submission
+from .submission import STUDENT_LOG, Submission, inspect_submission
 from .suites import Suite, SuiteCheck
 
 TOTAL_SECONDS = 480.0
@@ -185,7 +185,8 @@ class Grading:
         results.write_json_atomic(self.results_dir / results.RESULTS_FILE, results.placeholder())
         try:
             self.hwcheck = load_hwcheck(self.course.hwcheck_path)
-            self.submission = inspect_submission(self.submission_dir, dict(notebook_ids(self.course.suites)))
+            self.submission = inspect_submission(self.submission_dir, dict(notebook_ids(self.course.suites)),
+                                                 self.course.extra_files)
             self.publish()
             self._grade_notebooks()
             self._cross_check()
@@ -268,10 +269,7 @@ class Grading:
             outcome.status = "graded"
             self.publish()
             return
-        files = {suite.filename: notebook.path}
-        model = self.submission.file(MODEL_FILE)
-        if model.usable:
-            files[MODEL_FILE] = model.path
+        files = {suite.filename: notebook.path, **self._submitted_files(suite)}
         workdir = scratch.workdir(suite.name, self.course.public_data, files)
         code_cells = sum(1 for cell in notebook.content.get("cells", []) if isinstance(cell, dict)
                          and cell.get("cell_type") == "code")
@@ -298,6 +296,12 @@ class Grading:
             if self.check_status[check.grade_id] == "pending":
                 listener(check.grade_id, run.reports.get(check.grade_id, {}), 0.0)
 
+    def _submitted_files(self, suite: Suite) -> Dict[str, Path]:
+        """``{name: path}`` of the usable files the student submitted for ``suite`` besides its notebook."""
+        assert self.submission is not None
+        found = {name: self.submission.file(name) for name in suite.submit if name in self.submission.files}
+        return {name: file.path for name, file in found.items() if file.usable and file.path is not None}
+
     def _check_sandbox_starts(self, run: NotebookRun) -> None:
         """A notebook whose first cell (the set-up: imports) could not run, or whose children died before any cell
         did, may mean a broken set-up (e.g. a torch build that cannot be imported under the sandbox's limits):
@@ -319,8 +323,7 @@ class Grading:
             return {}
         outcome = self.outcomes[suite.name]
         master = self.course.master_path(suite)
-        submitted = {name: found.path for name, found in self.submission.files.items()
-                     if found.usable and found.path is not None and (name == suite.filename or name == MODEL_FILE)}
+        submitted = {suite.filename: self.submission.file(suite.filename).path, **self._submitted_files(suite)}
         workdir, copies = scratch.referee_dir(suite.name, master, self.course.public_data, self.course.hidden_data_dir,
                                               submitted)
         try:

@@ -87,6 +87,14 @@ class Course:
     def hwcheck_path(self) -> Path:
         return next(path for path in self.runtime_files if path.name == "hwcheck.py")
 
+    @property
+    def extra_files(self) -> List[str]:
+        """The files students submit besides the notebooks, in the order the masters name them."""
+        names: List[str] = []
+        for suite in self.suites:
+            names += [name for name in suite.submit if name not in names]
+        return names
+
     def master_path(self, suite: Suite) -> Path:
         return self.referee_dir / suite.filename
 

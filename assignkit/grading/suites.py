@@ -61,6 +61,7 @@ class Suite:
     skip_ids: Tuple[str, ...] = ()
     manual_points: Mapping[str, float] = field(default_factory=dict)
     grade_ids: Tuple[str, ...] = ()  # every grade_id of the master: tells a right notebook from a wrong one
+    submit: Tuple[str, ...] = ()  # files students submit for this notebook besides it (e.g. surname_model.pt)
 
     @property
     def filename(self) -> str:
@@ -116,7 +117,8 @@ def from_master(master: Any, goldens: Mapping[str, Mapping[str, Any]]) -> Suite:
         checks.append(SuiteCheck(c.grade_id, master.name, float(c.points), bool(c.hidden),
                                  c.probe_source if kind == "sandbox" else "", titles[c.grade_id], kind,
                                  spec_of(golden)))
-    return Suite(master.name, tuple(checks), tuple(master.skip_ids), dict(master.manual_points), tuple(grade_ids))
+    return Suite(master.name, tuple(checks), tuple(master.skip_ids), dict(master.manual_points), tuple(grade_ids),
+                 tuple(master.submit))
 
 
 def to_json(suites: Sequence[Suite]) -> Dict[str, Any]:
@@ -128,6 +130,7 @@ def to_json(suites: Sequence[Suite]) -> Dict[str, Any]:
                 "skip_ids": list(suite.skip_ids),
                 "manual_points": dict(sorted(suite.manual_points.items())),
                 "grade_ids": list(suite.grade_ids),
+                "submit": list(suite.submit),
                 "checks": [
                     {"grade_id": c.grade_id, "points": c.points, "hidden": c.hidden, "title": c.title,
                      "kind": c.kind, "spec": dict(c.spec), "probe_source": c.probe_source}
@@ -151,7 +154,7 @@ def from_json(data: Mapping[str, Any]) -> List[Suite]:
         )
         suites.append(Suite(str(item["name"]), checks, tuple(item.get("skip_ids", [])),
                             {str(k): float(v) for k, v in item.get("manual_points", {}).items()},
-                            tuple(item.get("grade_ids", []))))
+                            tuple(item.get("grade_ids", [])), tuple(str(n) for n in item.get("submit", []))))
     return suites
 
 
