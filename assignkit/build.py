@@ -9,6 +9,7 @@ write the solutions, and build the Gradescope bundle.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -142,6 +143,35 @@ def generate_release(root: Path) -> None:
     log(f"generated {release.relative_to(root)} with nbgrader")
 
 
+STUDENT_TOOLS = {"hwsubmit.py": "grading/submission.py", "hwcrosscheck.py": "grading/crosscheck.py"}
+"""The grader's own file rules, copied into the release for check_submission.py (no hidden material in them)."""
+SUBMISSION_MANIFEST = "submission_manifest.json"
+
+
+def write_student_tools(root: Path, masters: List[Master]) -> None:
+    """What check_submission.py needs in the release: the grader's modules that find and validate submitted
+    files, and a manifest of the notebooks (their cells' grade_ids and typed answers) and the other files."""
+    from .grading import suites as suite_files
+
+    release = root / "release" / ASSIGNMENT
+    package = Path(__file__).resolve().parent
+    for target, source in STUDENT_TOOLS.items():
+        (release / target).write_bytes((package / source).read_bytes())
+    recorded = {**golden_files.load(root / "source" / ASSIGNMENT / PUBLIC_GOLDENS),
+                **golden_files.load(root / "build" / "goldens" / "hidden_goldens.json")}
+    suites = [suite_files.from_master(master, recorded) for master in masters]
+    submit: List[str] = []
+    for suite in suites:
+        submit += [name for name in suite.submit if name not in submit]
+    manifest = {
+        "notebooks": {suite.filename: {"grade_ids": list(suite.grade_ids),
+                                       "answers": [str(c.spec["variable"]) for c in suite.checks if c.kind == "static"]}
+                      for suite in suites},
+        "submit": submit,
+    }
+    (release / SUBMISSION_MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def build(root: Path, fast: bool = False) -> None:
     masters = read_masters(root / "source" / ASSIGNMENT)
     if not masters:
@@ -149,6 +179,7 @@ def build(root: Path, fast: bool = False) -> None:
     executed = record_goldens(root, masters, fast)
     write_solutions(root, masters, executed)
     generate_release(root)
+    write_student_tools(root, masters)
     from .grading import bundle
     from .grading.sandbox import make_private
 

@@ -12,7 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from .submission import MODEL_FILE, STUDENT_LOG, SubmittedFile
+try:
+    from .submission import MODEL_FILE, STUDENT_LOG, SubmittedFile
+except ImportError:  # the release ships this file as hwcrosscheck.py beside hwsubmit.py (check_submission.py)
+    from hwsubmit import MODEL_FILE, STUDENT_LOG, SubmittedFile  # type: ignore[no-redef]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_NODES = 20000
