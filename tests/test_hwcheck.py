@@ -314,3 +314,11 @@ def test_reading_hostile_answers_never_crashes_python310(tmp_path):
     completed = subprocess.run([str(PYTHON310), "-I", "-c", script], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert len(completed.stdout.splitlines()) == len(HOSTILE_ANSWER_CELLS), completed.stdout
+
+
+def test_a_hint_explains_a_mismatch_in_the_students_terms(hwcheck):
+    expected = {"recording_left_on": hwcheck.encode(0.0), "y": hwcheck.encode([1.0])}
+    actual = {"recording_left_on": hwcheck.encode(1.0), "y": hwcheck.encode([2.0])}
+    hint = "gradient_norms must switch recording off again before it returns"
+    problems = hwcheck.compare_values(actual, expected, hints={"recording_left_on": hint})
+    assert problems[0] == f"recording_left_on: {hint}" and "max abs error 1" in problems[1]

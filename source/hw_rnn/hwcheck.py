@@ -371,14 +371,18 @@ def compare_values(
     layouts: Optional[Mapping[str, str]] = None,
     reveal: bool = True,
     compare: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    hints: Optional[Mapping[str, str]] = None,
 ) -> List[str]:
     """Compare every expected key; return the list of problems (empty when everything matches).
 
-    ``layouts`` and ``compare`` are looked up by the last part of a key (``"case3/all_h"`` -> ``"all_h"``).
+    ``layouts``, ``compare`` and ``hints`` are looked up by the last part of a key (``"case3/all_h"`` ->
+    ``"all_h"``). A hint replaces the generic explanation of a mismatch of that value (e.g. "switch recording
+    off before returning" instead of "max abs error 1").
     """
     problems = []
     layouts = layouts or {}
     compare = compare or {}
+    hints = hints or {}
     for key in expected:
         if key not in actual:
             problems.append(f"{key}: no value was produced")
@@ -389,7 +393,7 @@ def compare_values(
             spec=compare.get(short),
         )
         if problem:
-            problems.append(problem)
+            problems.append(f"{key}: {hints[short]}" if short in hints else problem)
     return problems
 
 
@@ -412,6 +416,7 @@ def evaluate(actual: Mapping[str, Encoded], entry: Mapping[str, Any], *, reveal:
         layouts=entry.get("layouts") or {},
         reveal=reveal,
         compare=entry.get("compare") or {},
+        hints=entry.get("hints") or {},
     )
     if problems:
         return 0.0, problems, f"{len(problems)} problem(s)"
@@ -647,9 +652,9 @@ def _run_probe(name: str, probe: Callable[..., Any], seed: Optional[int], kernel
         return _error_report(exc)
 
 
-def _options(rtol: float, atol: float, layouts: Any, compare: Any, score: Any) -> Dict[str, Any]:
+def _options(rtol: float, atol: float, layouts: Any, compare: Any, score: Any, hints: Any = None) -> Dict[str, Any]:
     return {"rtol": rtol, "atol": atol, "layouts": dict(layouts or {}), "compare": dict(compare or {}),
-            "score": dict(score or {})}
+            "score": dict(score or {}), "hints": dict(hints or {})}
 
 
 def check(
@@ -665,6 +670,7 @@ def check(
     layouts: Optional[Mapping[str, str]] = None,
     compare: Optional[Mapping[str, Mapping[str, Any]]] = None,
     score: Optional[Mapping[str, Any]] = None,
+    hints: Optional[Mapping[str, str]] = None,
 ) -> None:
     """Run one check; its ``name`` is the grade_id of the notebook cell that calls it.
 
@@ -674,9 +680,10 @@ def check(
     ``where="referee"``: the probe itself runs in the grader's trusted process (it reads submitted files,
     e.g. the saved model, and never runs student code). ``layouts`` maps a value name to its axis letters
     (``{"all_h": "BTH"}``) for clearer messages; ``compare`` says how text values are compared (see
-    :func:`compare_value`); ``score`` makes the check partial-credit (see :func:`evaluate`).
+    :func:`compare_value`); ``score`` makes the check partial-credit (see :func:`evaluate`); ``hints`` maps a
+    value's name to what its mismatch means in the student's terms.
     """
-    options = _options(rtol, atol, layouts, compare, score)
+    options = _options(rtol, atol, layouts, compare, score, hints)
     if _mode in ("quiet", "probe"):
         if _mode == "probe" and name in _requests and where == "sandbox" and _sink is not None:
             _sink(name, _run_probe(name, probe, _requests[name].get("seed") if seeded else None, kernels))
