@@ -81,3 +81,11 @@ def test_hidden_check_catches(bug, fast_build, solution, tmp_path):
     results = grade(fast_build, mutate(json.loads(json.dumps(solution)), grade_id, edits), tmp_path)
     assert results[hidden_check].points == 0, f"{hidden_check} missed: {bug}"
     assert results[hidden_check].message, "a failed check explains itself"
+
+
+def test_a_wrong_loss_fn_costs_only_the_points_of_the_loss(fast_build, solution, tmp_path):
+    """1.D (gradient_norms) calls loss_fn; its checks use a loss of their own, so a bug in 1.C stays in 1.C."""
+    edits = [("return ((pred - y) ** 2).mean()", "return ((pred - y) ** 2).sum()")]
+    results = grade(fast_build, mutate(json.loads(json.dumps(solution)), "loss_fn", edits), tmp_path)
+    failed = {name for name, result in results.items() if not result.passed}
+    assert failed == {"test_loss_fn_public", "test_loss_fn_hidden"}
