@@ -603,3 +603,40 @@ def test_grading_from_a_readable_checkout_first_makes_it_unreadable(tmp_path, no
         assert owned_by(account.uid) == ([], [])
     finally:
         shutil.rmtree(checkout, ignore_errors=True)
+
+
+# -- 9. reports the grader cannot take at face value -----------------------------------------------------------
+
+MALFORMED = r"""
+import os
+import hwcheck as _h
+_original = _h._run_probe
+
+def _run_probe(name, probe, seed, kernels):
+    if name == "test_rnn_layer_public":
+        return {"values": {"all_h": {"kind": "array", "shape": [1], "values": 5}}, "kernels": []}
+    if name == "test_loss_fn_public":
+        return {"error": {"type": "ValueError", "message": "bad value \ud800 and more"}}
+    if name == "test_lstm_layer_public":
+        return {"values": {"all_h": {"kind": "array", "shape": [True, -1], "data": 7}}}
+    return _original(name, probe, seed, kernels)
+
+_h._run_probe = _run_probe
+fd = int(os.environ["HWGRADE_EVENTS_FD"])
+os.write(fd, b"[" * 100_000 + b"\n" + b'{"event": "cell", "index": 2, "status": "error", "error": "\\udcff"}\n')
+"""
+
+
+def test_malformed_reports_and_invalid_text_cost_nothing_else(tmp_path, notebooks, course, account):
+    notebook = insert_cell(notebooks[f"solution/{RNN_NB}"], "stacked_lstm", MALFORMED)
+    grading, results, log = grade(tmp_path, {RNN_NB: notebook}, account, course)
+    assert grading.finished and not log["internal_errors"], log["internal_errors"]
+    assert points_of(grading, RNN_NB) == 29
+    assert not grading.checks["test_rnn_layer_public"].ok and not grading.checks["test_lstm_layer_public"].ok
+    json.dumps(results).encode("utf-8")  # every text is valid Unicode
+
+
+def test_a_notebook_saved_with_a_byte_order_mark_is_graded(tmp_path, notebooks, course, account):
+    text = json.dumps(notebooks[f"solution/{WRITTEN_NB}"])
+    grading, _, log = grade(tmp_path, {WRITTEN_NB: b"\xef\xbb\xbf" + text.encode("utf-8")}, account, course)
+    assert points_of(grading, WRITTEN_NB) == 18 and not log["internal_errors"]

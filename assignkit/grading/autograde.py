@@ -291,7 +291,7 @@ class Grading:
                            between_children=lambda: self._sweep(suite.name))
         scratch.remove(workdir)
         self._record_outcome(outcome, run, notebook.content)
-        self._check_sandbox_starts(run)
+        self._check_sandbox_starts(run, suite.name)
         for check in sandboxed:
             if self.check_status[check.grade_id] == "pending":
                 listener(check.grade_id, run.reports.get(check.grade_id, {}), 0.0)
@@ -302,13 +302,14 @@ class Grading:
         found = {name: self.submission.file(name) for name in suite.submit if name in self.submission.files}
         return {name: file.path for name, file in found.items() if file.usable and file.path is not None}
 
-    def _check_sandbox_starts(self, run: NotebookRun) -> None:
+    def _check_sandbox_starts(self, run: NotebookRun, notebook: str) -> None:
         """A notebook whose first cell (the set-up: imports) could not run, or whose children died before any cell
         did, may mean a broken set-up (e.g. a torch build that cannot be imported under the sandbox's limits):
         then ask a fresh sandboxed process to import what notebooks need, and if it cannot, stop grading."""
         first = run.cells[min(run.cells)] if run.cells else "ended the grading process"
         if first == "ok" or not any(sign in first for sign in SETUP_FAILURES):
             return
+        self._sweep(notebook)  # nothing the student left running may take part in the test
         problem = preflight(self.user, self.limits)
         if problem:
             self.misconfigured = f"the sandbox cannot start Python with the notebooks' libraries: {problem}"
@@ -510,7 +511,7 @@ class Grading:
         for name, make in ((results.LOG_FILE, self.staff_log), (results.RESULTS_FILE, self.gradescope)):
             try:
                 results.write_json_atomic(self.results_dir / name, make())
-            except OSError as error:
+            except (OSError, ValueError) as error:
                 self.write_failures += 1
                 self.log(f"could not write {name}: {error}")
 

@@ -88,7 +88,7 @@ def make_shell() -> Any:
 
 
 def run_cells(shell: Any, job: Dict[str, Any]) -> None:
-    with open(job["notebook"], encoding="utf-8") as handle:
+    with open(job["notebook"], encoding="utf-8-sig") as handle:  # a byte-order mark is still a valid notebook
         notebook = json.load(handle)
     skip_indices = set(job.get("skip_cells", []))
     for index, cell in enumerate(code_cells(notebook)):

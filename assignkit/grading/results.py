@@ -23,8 +23,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     try:
+        try:
+            text = json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False)
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # text that is not valid Unicode somewhere: escape everything instead
+            text = json.dumps(data, indent=1, ensure_ascii=True, allow_nan=False)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, ensure_ascii=False, allow_nan=False)
+            handle.write(text)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())

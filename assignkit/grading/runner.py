@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
 ReportListener = Callable[[str, Dict[str, Any], float], None]
@@ -219,6 +219,23 @@ def peak_rss(pid: int | str) -> int:
     return 0
 
 
+MAX_DEPTH = 32
+
+
+def clean(value: Any, depth: int = 0) -> Any:
+    """A child's JSON made safe to keep and to write again: text that is not valid Unicode (lone surrogates,
+    which JSON escapes allow) is repaired, and nesting deeper than any real report is cut off."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if depth >= MAX_DEPTH:
+        return None
+    if isinstance(value, dict):
+        return {clean(key, depth + 1): clean(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [clean(item, depth + 1) for item in value]
+    return value
+
+
 class SpaceWatchdog:
     """Notices a child filling the machine's shared temporary space (disk, inodes, or tmpfs memory).
 
@@ -226,7 +243,9 @@ class SpaceWatchdog:
     times a second (cheap). Only sandboxed children are watched.
     """
 
-    def __init__(self, active: bool, folders: Sequence[str] = TEMP_FOLDERS, every: float = 0.2) -> None:
+    def __init__(self, active: bool, uid: Optional[int] = None, folders: Sequence[str] = TEMP_FOLDERS,
+                 every: float = 0.2) -> None:
+        self.uid = os.getuid() if uid is None else uid
         self.every = every
         self.next_check = 0.0
         self.start: Dict[str, Any] = {}
@@ -250,8 +269,30 @@ class SpaceWatchdog:
             inodes = before.f_favail - stats.f_favail
             if used > MAX_TEMP_GROWTH_BYTES or inodes > MAX_TEMP_GROWTH_INODES or \
                     stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES:
-                return f"filled the shared temporary space ({folder})"
+                # the folder is shared (with parallel gradings, too): stop this child only if it is the one filling it
+                owned_bytes, owned_files = owned_by(self.uid, folder)
+                if owned_bytes > MAX_TEMP_GROWTH_BYTES // 2 or owned_files > MAX_TEMP_GROWTH_INODES // 2:
+                    return f"filled the shared temporary space ({folder})"
+                self.start[folder] = stats  # someone else's files: measure this child's growth from here
         return ""
+
+
+def owned_by(uid: int, folder: str, limit: int = 50_000) -> Tuple[int, int]:
+    """``(bytes, files)`` that ``uid`` owns in ``folder`` (walked without following links, at most ``limit``)."""
+    total = files = seen = 0
+    for directory, folders, names in os.walk(folder):
+        for name in folders + names:
+            seen += 1
+            if seen > limit:
+                return total, files
+            try:
+                info = os.lstat(os.path.join(directory, name))
+            except OSError:
+                continue
+            if info.st_uid == uid:
+                total += info.st_blocks * 512
+                files += 1
+    return total, files
 
 
 class _Child:
@@ -281,7 +322,7 @@ class _Child:
         self.peak_rss = 0
         self.bytes_read = 0
         self.events_read = 0
-        self.watchdog = SpaceWatchdog(job.mode == "sandbox")
+        self.watchdog = SpaceWatchdog(job.mode == "sandbox", user.uid if user is not None else None)
         self.stop_reason = ""
         first = {
             "mode": job.mode,
@@ -331,8 +372,8 @@ class _Child:
             raise EOFError
         line, self.buffer = self.buffer.split(b"\n", 1)
         try:
-            event = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            event = clean(json.loads(line.decode("utf-8")))
+        except (UnicodeDecodeError, ValueError, RecursionError):
             return {"event": "garbage"}
         return event if isinstance(event, dict) else {"event": "garbage"}
 

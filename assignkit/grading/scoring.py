@@ -148,7 +148,11 @@ def score(check: Any, report: Optional[Mapping[str, Any]], referee: Optional[Map
         if kernels:
             result.message = hwcheck.kernels_message([str(name)[:40] for name in kernels[:5]])
             return result
-    fraction, problems, summary = hwcheck.evaluate(values, entry, reveal=not check.hidden)
+    try:
+        fraction, problems, summary = hwcheck.evaluate(values, entry, reveal=not check.hidden)
+    except Exception:
+        result.message = "the check produced values that could not be read"
+        return result
     if check.hidden:
         summary = f"all {len(entry['values'])} hidden values match" if fraction >= 1 else summary
     return _finish(result, fraction, problems, summary, reduce=check.hidden)

@@ -177,22 +177,34 @@ def _torch() -> Any:
 
 
 def decode_array(record: Encoded) -> Tuple[Tuple[int, ...], List[float]]:
-    """Validate an encoded array and return ``(shape, flat values)``; raises ``ValueError``."""
+    """Validate an encoded array and return ``(shape, flat values)``; raises ``ValueError`` on anything malformed."""
+    if not isinstance(record, Mapping):
+        raise ValueError("not an encoded value")
     shape = record.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+    if not isinstance(shape, list) or len(shape) > 16 or \
+            not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_ELEMENTS for n in shape):
         raise ValueError("malformed shape")
     size = 1
     for n in shape:
         size *= n
-    if size > MAX_ELEMENTS:
-        raise ValueError("too many values")
+        if size > MAX_ELEMENTS:
+            raise ValueError("too many values")
     if "data" in record:
-        raw = base64.b64decode(str(record["data"]), validate=True)
+        data = record["data"]
+        if not isinstance(data, str) or len(data) > 12 * size + 16:
+            raise ValueError("data does not match shape")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (ValueError, TypeError):
+            raise ValueError("data is not base64") from None
         if len(raw) != 8 * size:
             raise ValueError("data does not match shape")
         flat = list(struct.unpack(f"<{size}d", raw))
     else:
-        flat = [_float_from_json(x) for x in record.get("values", [])]
+        values = record.get("values", [])
+        if not isinstance(values, list):
+            raise ValueError("values are not a list")
+        flat = [_float_from_json(x) for x in values]
         if len(flat) != size:
             raise ValueError("values do not match shape")
     return tuple(shape), flat
@@ -736,7 +748,7 @@ def answer_check(
 
         def answer() -> Mapping[str, Any]:
             if notebook:
-                saved = json.loads(Path(notebook).read_text(encoding="utf-8"))
+                saved = json.loads(Path(notebook).read_text(encoding="utf-8-sig"))
                 return transform(read_literal_answer(saved, variable, cell or variable))
             return transform(caller.get(variable))
 
@@ -786,7 +798,7 @@ def _referee_answer(variable: str, cell: str, key: Callable[[], Any], transform:
     try:
         if not path:
             raise AnswerUnreadable("the submitted notebook could not be read")
-        notebook = json.loads(Path(path).read_text(encoding="utf-8"))
+        notebook = json.loads(Path(path).read_text(encoding="utf-8-sig"))
         value = read_literal_answer(notebook, variable, cell)
     except (OSError, ValueError, RecursionError) as exc:
         return {**_error_report(exc), "expected": expected}
