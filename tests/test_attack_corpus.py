@@ -640,3 +640,47 @@ def test_a_notebook_saved_with_a_byte_order_mark_is_graded(tmp_path, notebooks, 
     text = json.dumps(notebooks[f"solution/{WRITTEN_NB}"])
     grading, _, log = grade(tmp_path, {WRITTEN_NB: b"\xef\xbb\xbf" + text.encode("utf-8")}, account, course)
     assert points_of(grading, WRITTEN_NB) == 18 and not log["internal_errors"]
+
+
+# -- 10. channels out of the sandbox: the internet, the kernel's keyrings ---------------------------------------
+
+CHANNELS = r"""
+import ctypes, socket
+results = []
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=3).sendall(b"seeds please")
+    results.append("connected")
+except OSError as error:
+    results.append(f"no connection ({{error.errno}})")
+libc = ctypes.CDLL(None, use_errno=True)
+key = libc.syscall(248, b"user", b"answers", b"42", 2, -4)  # add_key to the account's user keyring
+results.append("keyring " + ("stored" if key > 0 else f"refused ({{ctypes.get_errno()}})"))
+raise RuntimeError("CHANNELS: " + ", ".join(results))
+"""
+
+
+def test_no_internet_and_no_keyring_from_the_sandbox(tmp_path, notebooks, course, account):
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(60)
+    received: List[bytes] = []
+
+    def accept() -> None:
+        try:
+            connection, _ = server.accept()
+            received.append(connection.recv(100))
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    cell = CHANNELS.format(port=server.getsockname()[1])
+    grading, results, _ = grade(tmp_path, {RNN_NB: insert_cell(notebooks[f"solution/{RNN_NB}"], "setup", cell)},
+                                account, course)
+    server.close()
+    assert "CHANNELS: no connection (1), keyring refused (1)" in results["output"], results["output"][:2000]
+    assert received == [] and points_of(grading, RNN_NB) == 29

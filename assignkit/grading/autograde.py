@@ -53,8 +53,8 @@ more time per check (it may evaluate a whole hidden test set), and it runs alone
 MAX_SUMMARY_NOTES = 12
 SUSPICIOUS = re.compile(
     r"\b(?:nn\.(?:RNN|LSTM|GRU)(?:Cell)?|_VF|rnn_tanh|rnn_relu|lstm_cell|gru_cell|TorchFunctionMode|"
-    r"_python_dispatch|torch_function_stack|recurrent_kernel_trace|use_probe_mode|HWGRADE_EVENTS_FD|"
-    r"gc\.get_objects|/proc/self)\b")
+    r"_python_dispatch|torch_function_stack|DisableTorchFunction|_disabled_torch_function|recurrent_kernel_trace|"
+    r"_run_probe|use_probe_mode|HWGRADE_EVENTS_FD|gc\.get_objects|/proc/self|_sink)\b")
 """Texts that a notebook which writes its own recurrent layers has no need for: flagged for the staff (never a
 verdict: a student may well compare their layer with torch.nn.LSTM in a scratch cell)."""
 SETUP_FAILURES = ("ImportError", "ModuleNotFoundError", "MemoryError", "OSError", "ended the grading process",
@@ -180,8 +180,10 @@ class Grading:
 
     def run(self) -> Grading:
         self.results_dir.mkdir(parents=True, exist_ok=True)
-        if self.user is not None:
-            lock_down([self.results_dir])  # the sandbox account must not write (or read) the results
+        if self.user is not None:  # the sandbox account must not write (or read) the results, nor read the
+            lock_down([self.results_dir])  # submission folder: its code gets copies of the files its seeds cover
+            if self.submission_dir.is_dir() and self.submission_dir.stat().st_uid != self.user.uid:
+                os.chmod(self.submission_dir, self.submission_dir.stat().st_mode & 0o700)
         results.write_json_atomic(self.results_dir / results.RESULTS_FILE, results.placeholder())
         try:
             self.hwcheck = load_hwcheck(self.course.hwcheck_path)
@@ -251,7 +253,7 @@ class Grading:
         if budget < MIN_NOTEBOOK_SECONDS:
             self._fail_suite(suite, "not run: the autograder ran out of time before this notebook")
             return
-        seeds = {check.grade_id: check_seed(self.key, notebook.sha256, check.grade_id)
+        seeds = {check.grade_id: check_seed(self.key, self.submission.digest, suite.filename, check.grade_id)
                  for check in suite.checks if check.in_sandbox and check.hidden}
         if any(check.refuses_kernels for check in suite.checks):
             outcome.staff_flags = staff_flags(notebook.content)

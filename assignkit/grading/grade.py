@@ -18,9 +18,10 @@ changes the base name; worker k always uses the k-th). Create them once with
 
 (``grade`` stops before grading and prints that command when one is missing). Before grading, and after every
 notebook, root kills whatever the account left running and removes its files from /tmp, /var/tmp and /dev/shm.
-Grading from the repository first makes the checkout unreadable for the accounts (``chmod go-rwx`` on every entry
-but the virtualenv the sandbox runs from; the checkout itself becomes ``0711``; the changes are printed) and checks
-it as each account; a ``--bundle`` is unpacked into a private ``0700`` folder, also checked as each account; with
+Before grading, the checkout this command runs from (and a ``--course`` folder elsewhere) is made unreadable for the
+accounts, whatever is graded, since it holds the masters and the hidden data, in .git too (``chmod go-rwx`` on every
+entry but the virtualenv the sandbox runs from; the checkout itself becomes ``0711``; the changes are printed), and
+this is checked as each account; a ``--bundle`` is unpacked into a private ``0700`` folder, also checked; with
 ``--many``, SUBMISSIONS_PARENT is made private too, so no submission can read another.
 
 ``--no-sandbox``: as any user but root, ``grade`` refuses to run student code unless given this flag. With it,
@@ -231,9 +232,12 @@ def prepare_sandbox(base: str, count: int, *, checkout: Optional[Path] = None, b
         if report.get("processes_killed") or report.get("paths_removed_count") or report.get("ipc_removed"):
             log(f"grade: leftovers of {report['user']} removed: {report['processes_killed']} process(es), "
                 f"{report['paths_removed_count']} path(s), {report['ipc_removed']} IPC object(s)")
-    if checkout is not None:
+    # The checkout this grader runs from holds the masters and the hidden data (in .git too), whatever course is
+    # graded; a --course folder elsewhere is protected as well.
+    checkouts = [REPO_ROOT] + ([checkout] if checkout is not None and checkout.resolve() != REPO_ROOT else [])
+    for folder in checkouts:
         for user in users:
-            report = protect_checkout(checkout, user)
+            report = protect_checkout(folder, user)
             for change in report.get("changed", []):
                 log(f"grade: made private for the sandbox: {change}")
             if report and not report.get("venv_readable", True):
@@ -245,11 +249,6 @@ def prepare_sandbox(base: str, count: int, *, checkout: Optional[Path] = None, b
             if readable:
                 raise SandboxError(f"the sandbox account {account_name(user.uid)} can read the bundle {bundle} "
                                    f"({readable[0]}): make it private first (chmod -R go-rwx {bundle})")
-        exposed = [REPO_ROOT / part for part in ("source", "build", "solutions", "autograder")
-                   if (REPO_ROOT / part).exists()]
-        if exposed and verify_unreadable(users[0], exposed, limit=1000):
-            log(f"grade: warning: {account_name(users[0].uid)} can read this checkout ({REPO_ROOT}: the masters "
-                f"hold the solutions); grade without --bundle once to make it private")
     if submissions is not None:
         _private_submissions(submissions, users, log)
     return users

@@ -141,9 +141,56 @@ def _parent_death_signal() -> Callable[[], None]:
     return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _limit_child(limits: Limits, user: Optional[SandboxUser]) -> Callable[[], None]:
+def _no_internet() -> Callable[[], bool]:
+    """A function for the forked sandbox child that forbids it (and everything it starts) to open internet
+    sockets or to use the kernel's keyrings: a seccomp filter that makes ``socket(AF_INET | AF_INET6, ...)``,
+    ``io_uring_setup``, ``add_key``, ``request_key`` and ``keyctl`` fail with EPERM, and any system call of
+    another ABI too. It needs no privilege (``PR_SET_NO_NEW_PRIVS``). So student
+    code cannot send a hidden check's inputs out to be answered, nor fetch anything. Returns whether the filter
+    was installed (Linux x86-64 only; elsewhere it does nothing)."""
+    import platform
+    import struct
+
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return lambda: False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (OSError, AttributeError):
+        return lambda: False
+    load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    # io_uring_setup could open sockets behind the filter's back; add_key, request_key and keyctl reach the
+    # kernel's keyrings, which outlive every process of the account (a channel from one grading to the next)
+    denied = (425, 248, 249, 250)
+    head = [(load, 0, 0, 4), (jeq, 1, 0, 0xC000003E), (ret, 0, 0, deny),  # arch must be x86-64
+            (load, 0, 0, 0), (jge, 0, 1, 0x40000000), (ret, 0, 0, deny)]  # no x32 system calls
+    tail = [(jeq, 0, 3, 41), (load, 0, 0, 16), (jeq, 2, 0, 2), (jeq, 1, 0, 10),  # socket(AF_INET | AF_INET6)
+            (ret, 0, 0, allow), (ret, 0, 0, deny)]
+    # each denied number jumps to the final "deny", counted from the instruction after it
+    checks = [(jeq, len(denied) - 1 - index + len(tail) - 1, 0, number) for index, number in enumerate(denied)]
+    program = head + checks + tail
+    code = b"".join(struct.pack("<HBBI", *instruction) for instruction in program)
+    filters = ctypes.create_string_buffer(code, len(code))
+    fprog = ctypes.create_string_buffer(struct.pack("<HxxxxxxQ", len(program), ctypes.addressof(filters)), 16)
+    prctl = libc.prctl
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+
+    def install() -> bool:
+        _ = filters  # keep the filter's memory alive in the forked child
+        if prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+            return False
+        return prctl(22, 2, ctypes.addressof(fprog), 0, 0) == 0  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+
+    return install
+
+
+def _limit_child(limits: Limits, user: Optional[SandboxUser], offline: bool = False) -> Callable[[], None]:
     die_with_parent = _parent_death_signal()
     grader = os.getpid()
+    no_internet = _no_internet() if offline else (lambda: False)
 
     def apply() -> None:
         import resource
@@ -159,6 +206,7 @@ def _limit_child(limits: Limits, user: Optional[SandboxUser]) -> Callable[[], No
             os.setgroups([])
             os.setgid(user.gid)
             os.setuid(user.uid)
+        no_internet()
         die_with_parent()  # after the uid change, which would clear it
         if os.getppid() != grader:  # the grader died before the signal was armed
             os._exit(1)
@@ -311,7 +359,7 @@ class _Child:
             cwd=str(workdir),
             env=env,
             pass_fds=(write_fd,),
-            preexec_fn=_limit_child(limits, user),
+            preexec_fn=_limit_child(limits, user, offline=job.mode == "sandbox"),
         )
         os.close(write_fd)
         self.events = os.fdopen(read_fd, "rb", buffering=0)

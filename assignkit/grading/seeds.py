@@ -1,11 +1,14 @@
-"""Seeds of the hidden checks: secret, different for every submitted notebook, the same on a regrade.
+"""Seeds of the hidden checks: secret, different for every submission, the same on a regrade.
 
-``seed = HMAC-SHA256(grading key, sha256 of the notebook file + ":" + check name)``. The grading key is made
-once per course build (``make release`` writes ``build/grading_key``) or per Gradescope image (``setup.sh``
-writes ``grading_key`` into the bundle folder, which only root can read); it never enters the sandbox.
+``seed = HMAC-SHA256(grading key, submission digest + ":" + notebook + ":" + check name)``, where the digest
+covers every file of the submission that student code can read (the notebooks and the other submitted files).
+The grading key is made once per course build (``make release`` writes ``build/grading_key``) or per Gradescope
+image (``setup.sh`` writes ``grading_key`` into the bundle folder, which only root can read); it never enters the
+sandbox.
 So a hidden check's inputs cannot be known before a submission is graded, a leaked check source or an
-earlier result gives no lookup table for the next submission (any change to the notebook changes every
-seed), and grading the same notebook twice gives the same inputs and so the same score.
+earlier result gives no lookup table for the next submission (any change to any submitted file changes every
+seed, so answers computed for one grading's seeds cannot be carried into the next in a file), and grading the
+same submission twice gives the same inputs and so the same score.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def read_key(path: Optional[Path]) -> Tuple[bytes, str]:
     return new_key(), "random (no grading key was found: a regrade draws other hidden inputs)"
 
 
-def check_seed(key: bytes, notebook_sha256: str, grade_id: str) -> int:
-    """The seed of one hidden check for one notebook file (0 <= seed < 2**62)."""
-    message = f"{notebook_sha256}:{grade_id}".encode()
+def check_seed(key: bytes, submission_digest: str, notebook: str, grade_id: str) -> int:
+    """The seed of one hidden check of one notebook of one submission (0 <= seed < 2**62)."""
+    message = f"{submission_digest}:{notebook}:{grade_id}".encode()
     return int.from_bytes(hmac.new(key, message, hashlib.sha256).digest()[:8], "big") >> 2
