@@ -106,7 +106,7 @@ def ratios(master, runs, key="grad_h"):
 def test_linear_rnn_gradient_changes_by_exactly_the_weight_scale_per_step(master):
     """1.E: the visualiser's W_h is scale x orthogonal, so ||dL/dh_t|| / ||dL/dh_{t+1}|| = scale exactly."""
     for scale, runs in zip(master["SWEEP_SCALES"], master["sweep"](
-            [dict(nonlinearity="identity", weight_scale=s) for s in master["SWEEP_SCALES"]])):
+            [dict(nonlinearity="identity", weight_scale=s) for s in master["SWEEP_SCALES"]]), strict=True):
         for run in runs:
             steps = run["grad_h"][:-1] / run["grad_h"][1:]
             assert steps == pytest.approx([scale] * len(steps), rel=1e-9)
@@ -116,7 +116,8 @@ def test_relu_vanishes_and_explodes_more_than_tanh(master):
     """1.F: ReLU vanishes faster up to weight scale 1 and explodes in every seed from 2 on; tanh's state is
     bounded by sqrt(H) = 4 and ReLU's stays below 1 up to 1.2."""
     settings = [dict(nonlinearity=n, weight_scale=w) for n in ("relu", "tanh") for w in master["SWEEP_SCALES"]]
-    runs = dict(zip([(s["nonlinearity"], s["weight_scale"]) for s in settings], master["sweep"](settings)))
+    keys = [(s["nonlinearity"], s["weight_scale"]) for s in settings]
+    runs = dict(zip(keys, master["sweep"](settings), strict=True))
     for w in master["SWEEP_SCALES"]:
         relu, tanh = ratios(master, runs["relu", w]), ratios(master, runs["tanh", w])
         if w <= 1.0:
@@ -145,7 +146,7 @@ def test_lstm_report_claims(master):
     for scale in (0.5, 1.0):
         for bias in (0.0, 1.0, 3.0):
             runs = lstm(scale, bias)
-            assert all(c >= h for c, h in zip(ratios(master, runs, "grad_c"), ratios(master, runs)))
+            assert all(c >= h for c, h in zip(ratios(master, runs, "grad_c"), ratios(master, runs), strict=True))
             if bias == 3.0:
                 assert min(ratios(master, runs, "grad_c")) > 0.5
             if bias == 0.0:
@@ -199,8 +200,7 @@ def split_terms(right_hand_side: str) -> list:
     """Top-level terms of a sum (not inside braces or \\big( ... \\big))."""
     terms, depth, current = [], 0, ""
     for char in right_hand_side:
-        depth += char in "{(" and 1 or 0
-        depth -= char in "})" and 1 or 0
+        depth += (char in "{(") - (char in "})")
         if char == "+" and depth == 0:
             terms.append(current.strip())
             current = ""
@@ -259,6 +259,7 @@ def test_1e_answer_equals_autograd_on_random_linear_rnns(answers):
         b = torch.randn(hidden, generator=generator, dtype=torch.float64)
         W_f = torch.randn(1, hidden, generator=generator, dtype=torch.float64)
         x, y = torch.randn(steps, 2, dtype=torch.float64, generator=generator), torch.randn((), dtype=torch.float64)
+        W_h.requires_grad_(True)
         h, states = torch.zeros(hidden, dtype=torch.float64), []
         for t in range(steps):
             h = W_x @ x[t] + W_h @ h + b
@@ -286,8 +287,8 @@ def test_cell_state_recorder_is_the_layer_and_records_dl_dc(master):
             getattr(layer, name).copy_(value)
     recorder = master["CellStateRecorder"](layer)
     recorder.recording = True
-    all_h, (h, c) = recorder(x)
-    whole, (whole_h, whole_c) = layer(x)
+    all_h, (_, c) = recorder(x)
+    whole, (_, whole_c) = layer(x)
     assert torch.allclose(all_h, whole, atol=1e-12) and torch.allclose(c, whole_c, atol=1e-12)
     (all_h.sum() + (c ** 2).sum()).backward()
     states, cells, _ = lstm_run(weights, x)
