@@ -377,9 +377,22 @@ for _ in range(150_000):
 """
 
 
-def test_a_flood_of_events_is_cut_off_and_the_grader_stays_small(tmp_path, notebooks, fast_build, account):
+INFLATE = r"""
+import hwcheck as _h
+_FAT = [[] for _ in range(600_000)]  # about 2 MB of JSON that would become 600,000 lists in the grader
+
+def _run_probe(name, probe, seed, kernels):
+    return {"values": {"x": {"kind": "array", "shape": [1], "values": _FAT[:1], "fat": _FAT}}, "fat": _FAT}
+
+_h._run_probe = _run_probe
+"""
+
+
+@pytest.mark.parametrize("attack", ["flood", "inflate"])
+def test_floods_and_inflating_reports_leave_the_grader_small(tmp_path, notebooks, fast_build, account, attack):
     """Through the command line (a process of its own), so the grader's peak memory can be read afterwards."""
-    notebook = insert_cell(notebooks[f"solution/{RNN_NB}"], "setup", FLOOD)
+    cell = {"flood": FLOOD, "inflate": INFLATE}[attack]
+    notebook = insert_cell(notebooks[f"solution/{RNN_NB}"], "setup" if attack == "flood" else "stacked_lstm", cell)
     submission = write_submission(tmp_path / "submission", {RNN_NB: notebook})
     out = tmp_path / "out"
     command = [sys.executable, "-m", "assignkit.grading.grade", str(submission), "--out", str(out),
@@ -389,8 +402,11 @@ def test_a_flood_of_events_is_cut_off_and_the_grader_stays_small(tmp_path, noteb
     log = json.loads((out / "submission_log.json").read_text())
     assert log["finished"], completed.stderr[-2000:]
     assert log["grader"]["usage"]["peak_rss_bytes"] < 200 * 1024**2
-    events = " ".join(log["notebooks"]["q_rnn_and_grad"]["events"])
-    assert "more messages to the grader than any notebook needs" in events
+    if attack == "flood":
+        events = " ".join(log["notebooks"]["q_rnn_and_grad"]["events"])
+        assert "more messages to the grader than any notebook needs" in events
+    else:
+        assert log["score"] == 0
 
 
 def account_name(user: Any) -> str:

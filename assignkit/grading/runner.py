@@ -22,8 +22,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, 
 
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
 ReportListener = Callable[[str, Dict[str, Any], float], None]
-MAX_EVENT_BYTES = 4 * 1024**2
-"""Longest event line believed (the largest real report is about 0.2 MB); a longer one ends the child."""
+MAX_EVENT_BYTES = 2 * 1024**2
+"""Longest event line believed (the largest real report is under 0.1 MB); a longer one ends the child."""
 MAX_CHILD_BYTES = 32 * 1024**2
 """Most bytes of events one child may send; more ends it. With MAX_EVENTS, this bounds the grader's memory."""
 MAX_EVENTS = 20_000
@@ -109,11 +109,14 @@ class NotebookRun:
     listener: Optional[ReportListener] = field(default=None, repr=False)
 
     def report(self, name: str, report: Dict[str, Any], seconds: float) -> None:
-        """Store one check's report and tell the listener (the grader scores and saves it at once)."""
-        self.reports[name] = report
+        """Hand one check's report to the listener (the grader scores and saves it at once, and only the verdict
+        is kept), or store it when nobody listens (the referee's reports, which are trusted)."""
         self.durations[name] = seconds
         if self.listener is not None:
+            self.reports[name] = {"heard": True}
             self.listener(name, report, seconds)
+        else:
+            self.reports[name] = report
 
     def incident(self, text: str) -> None:
         """Note something that went wrong (bounded: a hostile notebook cannot grow this list without end)."""
@@ -268,6 +271,25 @@ def peak_rss(pid: int | str) -> int:
 
 
 MAX_DEPTH = 32
+RECORD_KEYS = ("kind", "shape", "dtype", "data", "text", "sha256")
+"""What an encoded value reported by a sandbox may hold (hwcheck.encode writes arrays as base64 ``data``)."""
+
+
+def sandbox_report(report: Dict[str, Any]) -> Dict[str, Any]:
+    """Only what scoring reads of a sandbox's report, bounded: a report is the student's, so nothing else in it
+    (extra keys, number lists that inflate in memory, endless texts) is kept."""
+    kept: Dict[str, Any] = {}
+    values = report.get("values")
+    if isinstance(values, dict):
+        kept["values"] = {str(key)[:200]: {k: v for k, v in value.items() if k in RECORD_KEYS}
+                          for key, value in list(values.items())[:5000] if isinstance(value, dict)}
+    kernels = report.get("kernels")
+    if isinstance(kernels, list):
+        kept["kernels"] = [str(name)[:60] for name in kernels[:10]]
+    error = report.get("error")
+    if isinstance(error, dict):
+        kept["error"] = {"type": str(error.get("type", "Error"))[:60], "message": str(error.get("message", ""))[:2000]}
+    return kept
 
 
 def clean(value: Any, depth: int = 0) -> Any:
@@ -569,7 +591,8 @@ def _drive(child: _Child, run: NotebookRun, job: ProbeJob, remaining: List[Check
             report = event.get("report")
             if (event.get("name") == current.grade_id and current.requested and isinstance(report, dict)
                     and current.grade_id not in run.reports):
-                run.report(current.grade_id, report, now - check_started)
+                run.report(current.grade_id, sandbox_report(report) if job.mode == "sandbox" else report,
+                           now - check_started)
         elif kind == "check_end" and checks_sent and current is not None and event.get("name") == current.grade_id:
             if current.requested and current.grade_id not in run.reports:
                 run.report(current.grade_id, {"error": {"type": "NoValues", "message": "the check produced no values"}},
