@@ -700,3 +700,39 @@ def test_no_internet_and_no_keyring_from_the_sandbox(tmp_path, notebooks, course
     server.close()
     assert "CHANNELS: no connection (1), keyring refused (1)" in results["output"], results["output"][:2000]
     assert received == [] and points_of(grading, RNN_NB) == 29
+
+
+# -- 11. what stays possible, and is flagged for the staff -------------------------------------------------------
+
+HIDDEN_DELEGATION = r"""
+class RNNLayer(StepRecorder):
+    def __init__(self, input_size, hidden_size, nonlinearity=torch.tanh):
+        super().__init__()
+        self.hidden_size, self.nonlinearity = hidden_size, nonlinearity
+        self.W_x = nn.Parameter(torch.empty(hidden_size, input_size))
+        self.W_h = nn.Parameter(torch.empty(hidden_size, hidden_size))
+        self.b = nn.Parameter(torch.empty(hidden_size))
+
+    def forward(self, x):
+        kernel = getattr(torch, "rnn" + "_" + ("relu" if self.nonlinearity is torch.relu else "tanh"))
+        with torch._C.DisableTorchFunction():
+            all_h, _ = kernel(x, x.new_zeros(1, x.shape[0], self.hidden_size),
+                              [self.W_x, self.W_h, self.b, torch.zeros_like(self.b)], True, 1, 0.0, False, False, True)
+        for t in range(all_h.shape[1]):
+            self.record_step(all_h[:, t])
+        return all_h, all_h[:, -1]
+"""
+UNTRACED = "import re, hwcheck\nhwcheck.RECURRENT_KERNELS = re.compile('(?!)')\n"
+
+
+def test_deliberately_hidden_delegation_is_flagged_for_the_staff(tmp_path, notebooks, course, account):
+    """The kernel trace runs in the student's own process, so code written to defeat it can; such code is in the
+    notebook, and the staff log (and the grade-many CSV) flag the texts it needs, for a person to review."""
+    notebook = insert_cell(replace_cell(notebooks[f"blank/{RNN_NB}"], "rnn_layer", HIDDEN_DELEGATION), "setup",
+                           UNTRACED)
+    grading, results, log = grade(tmp_path, {RNN_NB: notebook}, account, course)
+    flags = " ".join(log["notebooks"]["q_rnn_and_grad"]["staff_flags"])
+    for text in ("DisableTorchFunction", "getattr(torch", "RECURRENT_KERNELS"):
+        assert text in flags, flags
+    assert "staff_flags" not in json.dumps(results) and "DisableTorchFunction" not in results["output"]
+    assert autograde.scores_row(grading)["staff_flags"] >= 2

@@ -116,6 +116,7 @@ def test_accuracy_is_measured_by_the_referee_and_scored_by_the_grader(tmp_path: 
     assert grading.accuracy == pytest.approx(7 / 8)
     notes = " ".join(grading.cross_checks)
     assert "DISAGREES" in notes and "sha256" in notes and "99.0%" in notes
+    assert "99.0%" not in results["output"] and "87.5%" not in results["output"], "the measured accuracy is hidden"
     assert "q_rnn_last_name.ipynb: 2 points" in results["output"]
 
 

@@ -401,3 +401,13 @@ def test_expensive_answers_stay_cheap(answer: str) -> None:
     ok, message = equivalent(answer, "w", SYMBOLS, functions=COMMON_FUNCTIONS)
     assert time.perf_counter() - start < 2.0
     assert not ok and message
+
+
+def test_an_answer_equal_only_on_part_of_the_line_is_told_apart():
+    """Found by the red team: ((w^2 - 1/4)^2)^(1/2) - (w^2 - 1/4) is 0 for |w| >= 1/2 but not below."""
+    from safe_expr import equivalent
+
+    tricky = "u3 + 2*w*u2 + 3*w^2*u1 + ((w^2 - 1/4)^2)^(1/2) - (w^2 - 1/4)"
+    same, _ = equivalent(tricky, "u3 + 2*w*u2 + 3*w^2*u1", ["w", "u1", "u2", "u3"])
+    assert not same
+    assert equivalent("((w^2 + 1/4)^2)^(1/2) - (w^2 + 1/4) + u3", "u3", ["w", "u3"])[0]

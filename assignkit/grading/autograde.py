@@ -51,10 +51,12 @@ REFEREE_LIMITS = Limits(cell_seconds=120.0, check_seconds=60.0, notebook_seconds
 """The referee runs staff code on hostile *data* (typed answers, weights files): the sandbox's memory limits,
 more time per check (it may evaluate a whole hidden test set), and it runs alone, never beside a sandbox."""
 MAX_SUMMARY_NOTES = 12
+SWEEP_COUNTERS = ("processes_killed", "rounds", "paths_removed_count", "bytes_freed", "ipc_removed")
 SUSPICIOUS = re.compile(
-    r"\b(?:nn\.(?:RNN|LSTM|GRU)(?:Cell)?|_VF|rnn_tanh|rnn_relu|lstm_cell|gru_cell|TorchFunctionMode|"
-    r"_python_dispatch|torch_function_stack|DisableTorchFunction|_disabled_torch_function|recurrent_kernel_trace|"
-    r"_run_probe|use_probe_mode|HWGRADE_EVENTS_FD|gc\.get_objects|/proc/self|_sink)\b")
+    r"\bnn\.(?:RNN|LSTM|GRU)(?:Cell)?\b|\b_VF\b|\brnn_(?:tanh|relu)\b|\b(?:lstm|gru)_cell\b|TorchFunctionMode|"
+    r"_python_dispatch|torch_function_stack|DisableTorchFunction|_disabled_torch_function|RECURRENT_KERNELS|"
+    r"recurrent_kernel_trace|_run_probe|use_probe_mode|HWGRADE_EVENTS_FD|gc\.get_objects|/proc/self|\b_sink\b|"
+    r"getattr\(\s*torch\b|\bhwcheck\.\w+\s*=[^=]|setattr\(\s*hwcheck|sys\.stdin")
 """Texts that a notebook which writes its own recurrent layers has no need for: flagged for the staff (never a
 verdict: a student may well compare their layer with torch.nn.LSTM in a scratch cell)."""
 SETUP_FAILURES = ("ImportError", "ModuleNotFoundError", "MemoryError", "OSError", "ended the grading process",
@@ -119,7 +121,7 @@ def staff_flags(notebook: Any, limit: int = 10) -> List[str]:
             continue  # the master's own check cells (the grader runs its copies, not these)
         source = cell.get("source", "")
         text = "".join(str(s) for s in source) if isinstance(source, list) else str(source)
-        found = sorted(set(SUSPICIOUS.findall(text[:200_000])))
+        found = sorted({match.strip() for match in SUSPICIOUS.findall(text[:200_000])})
         if found:
             flags.append(f"code cell {index + 1}: {', '.join(found[:6])}")
         if len(flags) >= limit:
@@ -234,8 +236,8 @@ class Grading:
         if notebook is not None and report:
             outcome = self.outcomes[notebook]
             for key, value in report.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    outcome.sweep[key] = outcome.sweep.get(key, 0) + value
+                if key in SWEEP_COUNTERS and isinstance(value, (int, float)):
+                    outcome.sweep[key] = outcome.sweep.get(key, 0) + value  # summed over the notebook's sweeps
                 else:
                     outcome.sweep.setdefault(key, value)
 
@@ -393,8 +395,9 @@ class Grading:
 
     def _cross_check(self) -> None:
         assert self.submission is not None
-        self.cross_checks = crosscheck.cross_check(self.submission.file(STUDENT_LOG), self.submission.files,
-                                                   self.accuracy)
+        if STUDENT_LOG in self.submission.files:  # only courses whose masters ask for the log
+            self.cross_checks = crosscheck.cross_check(self.submission.file(STUDENT_LOG), self.submission.files,
+                                                       self.accuracy)
 
     # -- the outputs --------------------------------------------------------------------------------
 
@@ -442,9 +445,10 @@ class Grading:
                 notes = [*notes[:MAX_SUMMARY_NOTES], f"... and {len(notes) - MAX_SUMMARY_NOTES} more notes"]
             if notes:
                 lines += ["", f"{suite.filename}:"] + [f"  {note}" for note in notes]
-        if self.cross_checks:
+        visible = [note for note in self.cross_checks if "measured" not in note]  # the accuracy is a hidden result
+        if visible:
             lines += ["", "Cross-checks of your submission_log.json (no points depend on it):"]
-            lines += [f"  {note}" for note in self.cross_checks]
+            lines += [f"  {note}" for note in visible]
         manual = [f"{suite.filename}: {suite.manual_total:g} points" for suite in self.course.suites
                   if suite.manual_total]
         if manual:
@@ -525,7 +529,8 @@ def grade_submission(course: Course, submission_dir: Path, results_dir: Path, **
 
 def scores_row(grading: Grading) -> Dict[str, Any]:
     """One CSV row: totals and every check's points."""
-    row: Dict[str, Any] = {"finished": grading.finished, **grading.totals()}
+    flags = sum(len(outcome.staff_flags) for outcome in grading.outcomes.values())
+    row: Dict[str, Any] = {"finished": grading.finished, **grading.totals(), "staff_flags": flags}
     for name, result in grading.checks.items():
         row[name] = result.points
     return row

@@ -177,9 +177,10 @@ def write_csv(path: Path, rows: List[Tuple[str, Dict[str, Any]]], course: Course
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["submission", "score", "max_score", "finished", *check_ids])
+        writer.writerow(["submission", "score", "max_score", "finished", "staff_flags", *check_ids])
         for name, row in rows:
-            writer.writerow([name, row["score"], row["max_score"], row["finished"], *(row[c] for c in check_ids)])
+            writer.writerow([name, row["score"], row["max_score"], row["finished"], row.get("staff_flags", 0),
+                             *(row[c] for c in check_ids)])
 
 
 def _private_submissions(parent: Path, users: Sequence[SandboxUser], log: Callable[[str], None]) -> None:
