@@ -736,3 +736,53 @@ def test_deliberately_hidden_delegation_is_flagged_for_the_staff(tmp_path, noteb
         assert text in flags, flags
     assert "staff_flags" not in json.dumps(results) and "DisableTorchFunction" not in results["output"]
     assert autograde.scores_row(grading)["staff_flags"] >= 2
+
+
+REPLAY_FROM_MODEL = r"""
+import json, zipfile
+import hwcheck as _h
+try:
+    with zipfile.ZipFile("surname_model.pt") as archive:
+        ANSWERS = json.loads(archive.read("surname_model/extra/answers.json"))
+except (KeyError, OSError, ValueError):
+    ANSWERS = {}
+_original = _h._run_probe
+
+def _run_probe(name, probe, seed, kernels):
+    if name in ANSWERS:
+        return {"values": ANSWERS[name], "kernels": []}
+    return _original(name, probe, seed, kernels)
+
+_h._run_probe = _run_probe
+"""
+
+
+def test_answers_carried_in_the_model_file_do_not_match_the_next_grading(tmp_path, notebooks, course, account,
+                                                                          model_bytes, monkeypatch):
+    """Found by the red team: grade once to learn the seeds, compute the answers elsewhere, resubmit the same
+    notebook with the answers inside another submitted file. The seeds cover every submitted file, so they move."""
+    import io
+    import zipfile
+
+    seen: Dict[str, Dict[str, Any]] = {}
+    original = Grading._referee
+
+    def spy(self: Grading, *args: Any, **kwargs: Any) -> Dict[str, Dict[str, Any]]:
+        reports = original(self, *args, **kwargs)
+        seen.update(reports)
+        return reports
+
+    monkeypatch.setattr(Grading, "_referee", spy)
+    notebook = insert_cell(notebooks[f"blank/{NAMES_NB}"], "setup", REPLAY_FROM_MODEL)
+    first, _, _ = grade(tmp_path / "first", {NAMES_NB: notebook, "surname_model.pt": model_bytes}, account, course)
+    answers = {name: report["expected"] for name, report in seen.items() if "expected" in report and "verdict" not in
+               report}
+    assert set(answers) == {"test_encoding_hidden", "test_classifier_hidden"}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(model_bytes)) as source, zipfile.ZipFile(buffer, "w") as target:
+        for entry in source.infolist():
+            target.writestr(entry, source.read(entry))
+        target.writestr("surname_model/extra/answers.json", json.dumps(answers))
+    second, _, _ = grade(tmp_path / "second", {NAMES_NB: notebook, "surname_model.pt": buffer.getvalue()}, account,
+                         course)
+    assert second.checks["test_encoding_hidden"].points == 0 and second.checks["test_classifier_hidden"].points == 0
