@@ -774,7 +774,7 @@ def test_answers_carried_in_the_model_file_do_not_match_the_next_grading(tmp_pat
 
     monkeypatch.setattr(Grading, "_referee", spy)
     notebook = insert_cell(notebooks[f"blank/{NAMES_NB}"], "setup", REPLAY_FROM_MODEL)
-    first, _, _ = grade(tmp_path / "first", {NAMES_NB: notebook, "surname_model.pt": model_bytes}, account, course)
+    grade(tmp_path / "first", {NAMES_NB: notebook, "surname_model.pt": model_bytes}, account, course)
     answers = {name: report["expected"] for name, report in seen.items() if "expected" in report and "verdict" not in
                report}
     assert set(answers) == {"test_encoding_hidden", "test_classifier_hidden"}
