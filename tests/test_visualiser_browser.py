@@ -149,7 +149,7 @@ def test_visualiser_renders_and_responds_in_jupyterlab(fast_build, tmp_path):
                 page.wait_for_function(VISUALISER_DONE, timeout=60_000, polling=250)
 
                 cell = page.locator(".jp-Notebook .jp-Cell.jp-mod-active")
-                image = cell.locator(".widget-output img, .jupyter-widgets-output-area img").first
+                image = cell.locator("img.widget-image").first
                 expect(image).to_be_visible(timeout=30_000)
                 nonlinearity = cell.locator(".widget-dropdown", has_text="nonlinearity (RNN)").locator("select")
                 layer = cell.locator(".widget-dropdown", has_text="layer").first.locator("select")
