@@ -303,22 +303,22 @@ def test_cell_state_recorder_is_the_layer_and_records_dl_dc(master):
 
 
 def test_visualiser_figure_is_labelled_and_controls_fit(master):
-    import matplotlib
-
-    matplotlib.use("Agg")
     visualiser = master["GradientVisualizer"]("rnn")
     controls, shown = visualiser.controls, [visualiser.figure]
-    first_image = visualiser.image.value
+    first_image = bytes(visualiser.image.value)
     assert not controls["nonlinearity"].disabled and controls["forget_bias"].disabled
     controls["layer_type"].value = "lstm"
     shown.append(visualiser.figure)
     assert controls["nonlinearity"].disabled and not controls["forget_bias"].disabled
-    assert first_image.startswith(b"\x89PNG") and visualiser.image.value != first_image
+    assert first_image.startswith(b"\x89PNG") and bytes(visualiser.image.value) != first_image
     for control in controls.values():
         assert control.style.description_width == "initial", control.description
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     for figure in shown:
-        figure.canvas.draw()
-        renderer = figure.canvas.get_renderer()
+        canvas = FigureCanvasAgg(figure)  # the visualiser closed it after rendering its PNG
+        canvas.draw()
+        renderer = canvas.get_renderer()
         title = figure._suptitle.get_window_extent(renderer)
         for axis in figure.axes:
             assert axis.get_xlabel() and axis.get_ylabel() and axis.get_title()
