@@ -9,13 +9,15 @@ write the solutions, and build the Gradescope bundle.
 from __future__ import annotations
 
 import argparse
+import html as html_lib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import Any, Dict, List, Optional
 
 import nbformat
 
@@ -94,10 +96,13 @@ def write_solutions(root: Path, masters: List[Master], executed: List[object]) -
         if produced.exists():
             os.replace(produced, target / name)
     for master, notebook in zip(masters, executed, strict=True):
+        widgets = notebook.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
         for cell in notebook.cells:
             if cell.cell_type == "code" and "BEGIN HIDDEN TESTS" in cell.source:
                 cell.source = strip_hidden(cell.source).rstrip() + "\n# (hidden checks omitted)"
-                cell.outputs = []
+            if cell.cell_type == "code":
+                shown = [finished_progress_bar(output, widgets.get("state", {})) for output in cell.outputs]
+                cell.outputs = [output for output in shown if output is not None]
         nbformat.write(notebook, str(target / f"{master.name}.ipynb"))
         html = subprocess.run(
             [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--log-level", "ERROR",
@@ -107,6 +112,48 @@ def write_solutions(root: Path, masters: List[Master], executed: List[object]) -
         if html.returncode != 0:
             raise BuildError(f"nbconvert failed for {master.name}:\n{html.stderr[-2000:]}")
     log(f"wrote solutions to {target.relative_to(root)}")
+
+
+_PROGRESS_BRACKET = re.compile(r"\s*\[([^\]]*)\]")
+
+
+def _without_timing(text: str) -> str:
+    """tqdm's ``[00:25<00:00, 59.02it/s, epoch=15]`` without the parts that change from run to run."""
+    def keep(match: re.Match) -> str:
+        items = [item.strip() for item in match.group(1).split(",")]
+        kept = [item for item in items if not re.search(r"<|it/s|s/it|^\d+:\d+", item)]
+        return (" " + ", ".join(kept)) if kept else ""
+
+    return _PROGRESS_BRACKET.sub(keep, text)
+
+
+def finished_progress_bar(output: Any, state: Dict[str, Any]) -> Optional[Any]:
+    """A tqdm progress-bar widget as readable text at its final state (``training: 100% 1350/1350 epoch=15, ...``).
+
+    The executed notebook keeps the widgets' final state, but viewers without widgets (GitHub, the HTML export
+    opened offline) fall back to the text tqdm printed when the bar started: 0%. Timings are left out, so a
+    rebuild changes the text only when the training does. A bar that tqdm hid when it finished (``leave=False``)
+    is left out (``None``), as a student would no longer see it either."""
+    view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json") if output.get("data") else None
+    box = state.get(view.get("model_id", ""), {}) if isinstance(view, dict) else {}
+    if box.get("model_name") != "HBoxModel":
+        return output
+    layout = state.get(str(box.get("state", {}).get("layout", "")).removeprefix("IPY_MODEL_"), {})
+    if layout.get("state", {}).get("visibility") == "hidden":
+        return None
+    parts = []
+    for child in box.get("state", {}).get("children", []):
+        model = state.get(str(child).removeprefix("IPY_MODEL_"), {})
+        values = model.get("state", {})
+        if model.get("model_name") == "HTMLModel":
+            parts.append(html_lib.unescape(str(values.get("value", ""))).replace("\u2007", " ").strip())
+        elif model.get("model_name") == "FloatProgressModel" and values.get("max"):
+            filled = round(10 * float(values.get("value", 0)) / float(values["max"]))
+            parts.append("|" + "█" * filled + " " * (10 - filled) + "|")
+    text = _without_timing(" ".join(part for part in parts if part)).strip()
+    if not text:
+        return output
+    return nbformat.v4.new_output("stream", name="stdout", text=text + "\n")
 
 
 SCRATCH_TAG = "scratch"
