@@ -89,3 +89,20 @@ def test_a_wrong_loss_fn_costs_only_the_points_of_the_loss(fast_build, solution,
     results = grade(fast_build, mutate(json.loads(json.dumps(solution)), "loss_fn", edits), tmp_path)
     failed = {name for name, result in results.items() if not result.passed}
     assert failed == {"test_loss_fn_public", "test_loss_fn_hidden"}
+
+
+MESSAGES = {
+    "record_step never called": (
+        "rnn_layer", "            self.record_step(h)\n", "", "test_rnn_layer_public",
+        "recorded_steps: the recorded states are not all_h: call self.record_step(h_t) once for every new hidden"),
+    "recording left on": (
+        "gradient_norms", "        layer.recording = False\n", "        pass\n", "test_gradient_norms_public",
+        "recording_left_on: model.rnn.recording is still True: switch recording off again before gradient_norms"),
+}
+
+
+@pytest.mark.parametrize("bug", sorted(MESSAGES))
+def test_public_checks_say_what_is_wrong_in_the_students_terms(bug, fast_build, solution, tmp_path):
+    grade_id, old, new, check, text = MESSAGES[bug]
+    results = grade(fast_build, mutate(json.loads(json.dumps(solution)), grade_id, [(old, new)]), tmp_path)
+    assert text in results[check].message, results[check].message

@@ -77,9 +77,12 @@ _PROBLEM_KINDS = (
 )
 
 
-def _hidden_problem(problem: str) -> str:
-    """A hidden check's problem reduced to the value's name and what kind of mismatch it is (no numbers)."""
+def _hidden_problem(problem: str, hints: Mapping[str, str]) -> str:
+    """A hidden check's problem reduced to the value's name and what kind of mismatch it is (no numbers); a hint
+    the master wrote for that value is kept as it is."""
     key, _, detail = problem.partition(":")
+    if key.rsplit("/", 1)[-1] in hints and detail.strip() == hints[key.rsplit("/", 1)[-1]]:
+        return problem
     for marker, kind in _PROBLEM_KINDS:
         if marker in detail:
             return f"{key}: {kind}"
@@ -93,11 +96,12 @@ def _values(report: Optional[Mapping[str, Any]], key: str = "values") -> Optiona
     return None
 
 
-def _finish(result: CheckResult, fraction: float, problems: List[str], summary: str, reduce: bool) -> CheckResult:
+def _finish(result: CheckResult, fraction: float, problems: List[str], summary: str, reduce: bool,
+            hints: Optional[Mapping[str, str]] = None) -> CheckResult:
     result.points = round(result.max_points * max(0.0, min(1.0, fraction)), 2)
     result.ok = fraction >= 1.0
     if reduce:
-        problems = [_hidden_problem(problem) for problem in problems]
+        problems = [_hidden_problem(problem, hints or {}) for problem in problems]
     if problems and not result.ok:
         shown = problems[:MAX_PROBLEMS_SHOWN]
         more = len(problems) - len(shown)
@@ -155,7 +159,7 @@ def score(check: Any, report: Optional[Mapping[str, Any]], referee: Optional[Map
         return result
     if check.hidden:
         summary = f"all {len(entry['values'])} hidden values match" if fraction >= 1 else summary
-    return _finish(result, fraction, problems, summary, reduce=check.hidden)
+    return _finish(result, fraction, problems, summary, reduce=check.hidden, hints=check.spec.get("hints"))
 
 
 def _score_refereed(result: CheckResult, referee: Optional[Mapping[str, Any]]) -> CheckResult:
