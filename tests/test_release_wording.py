@@ -1,0 +1,88 @@
+"""What students read: no staff-only wording in any release notebook.
+
+The text a student reads in a release notebook is its markdown, and the comments and string literals of its code
+cells (printed messages, error messages, docstrings). None of it may talk about the staff's tooling: the build
+package, the Makefile's staff targets, nbgrader, the README of the staff repository, or the short "fast mode" the
+build and the grader use. Code itself (an environment variable a cell reads, a function name) is not text and is
+not scanned. Every release notebook the fast build produced is scanned, whichever masters exist.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tokenize
+from pathlib import Path
+from typing import Iterator, List, Tuple
+
+import pytest
+
+SOURCE = Path(__file__).resolve().parents[1] / "source" / "hw_rnn"
+
+STAFF_WORDS = {
+    "make bench": re.compile(r"\bmake\s+(?:bench|release|grade|lint)\b", re.I),
+    "see the README": re.compile(r"\bsee\s+(?:the\s+)?readme\b", re.I),
+    "assignkit": re.compile(r"\bassignkit\b", re.I),
+    "nbgrader": re.compile(r"\bnbgrader\b", re.I),
+    "fast mode": re.compile(r"\bfast[\s-]+mode\b", re.I),
+}
+RELEASED = sorted(path.name for path in SOURCE.glob("q_*.ipynb"))  # masters present now; the build releases each
+
+
+def code_text(source: str) -> Iterator[str]:
+    """The comments and string literals of a code cell (the whole source if it does not tokenize)."""
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type in (tokenize.COMMENT, tokenize.STRING):
+                yield token.string
+            elif token.type == getattr(tokenize, "FSTRING_MIDDLE", None):  # Python 3.12+ splits f-strings
+                yield token.string
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        yield source
+
+
+def readable_text(notebook: Path) -> Iterator[Tuple[str, str]]:
+    """(where, text) for every piece of text a student reads in ``notebook``."""
+    for index, cell in enumerate(json.loads(notebook.read_text(encoding="utf-8"))["cells"]):
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        where = f"cell {index} ({cell['cell_type']}, id {cell.get('id')})"
+        if cell["cell_type"] == "markdown":
+            yield where, source
+        elif cell["cell_type"] == "code":
+            for text in code_text(source):
+                yield where, text
+
+
+def staff_wording(notebook: Path) -> List[str]:
+    found = []
+    for where, text in readable_text(notebook):
+        for label, pattern in STAFF_WORDS.items():
+            for match in pattern.finditer(text):
+                context = text[max(0, match.start() - 50):match.end() + 50].replace("\n", " ")
+                found.append(f"{notebook.name} {where}: {label!r} in …{context}…")
+    return found
+
+
+def test_the_scan_sees_markdown_comments_and_printed_strings_but_not_code(tmp_path):
+    notebook = tmp_path / "q_example.ipynb"
+    notebook.write_text(json.dumps({"cells": [
+        {"cell_type": "markdown", "source": "Train it (in Fast mode it runs one epoch; see the README)."},
+        {"cell_type": "code", "source": ['# graded by nbgrader\n', 'x = os.environ.get("NBGRADER_EXECUTION")\n',
+                                         'print(f"{hwcheck.fast_mode()}: run `make bench`")\n', 'import assignkit\n']},
+    ]}), encoding="utf-8")
+    labels = sorted(line.split("'")[1] for line in staff_wording(notebook))
+    assert labels == ["fast mode", "make bench", "nbgrader", "see the README"]  # not the import, nor the variable
+
+
+@pytest.mark.parametrize("name", RELEASED)
+def test_release_notebook_has_no_staff_wording(fast_build, name):
+    notebook = fast_build / "release" / "hw_rnn" / name
+    assert notebook.is_file(), f"{name} was not released"
+    found = staff_wording(notebook)
+    assert not found, "staff-only wording in the student release:\n" + "\n".join(found)
+
+
+def test_every_release_notebook_is_scanned(fast_build):
+    released = {path.name for path in (fast_build / "release" / "hw_rnn").glob("*.ipynb")}
+    assert released and released <= set(RELEASED), f"not scanned: {sorted(released - set(RELEASED))}"
