@@ -87,3 +87,22 @@ def test_release_runs_top_to_bottom_and_every_part_reports_itself(fast_build):
     allowed = set(public) | set(master.skip_ids)
     assert set(errors) <= allowed, f"unexpected failures: {set(errors) - allowed}"
     assert "setup" not in errors
+
+
+def test_solutions_read_like_a_finished_notebook(fast_build):
+    """What TAs read: progress bars at their end (not stuck at 0%), no warnings, checks showing their ✓ lines."""
+    solutions = fast_build / "solutions" / "hw_rnn"
+    for path in sorted(solutions.glob("q_*.ipynb")):
+        notebook = nbformat.read(str(path), as_version=4)
+        outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+        texts = ["".join(output.get("text", "")) + str(output.get("data", {}).get("text/plain", ""))
+                 for output in outputs]
+        assert not [text for text in texts if "0%|" in text and "100%" not in text], path.name
+        assert not [output for output in outputs if output.get("name") == "stderr" and "Warning" in output.text]
+        assert not [text for text in texts if text.startswith("recorded ")]
+        checks = [cell for cell in notebook.cells if cell.cell_type == "code"
+                  and (cell.metadata.get("nbgrader") or {}).get("grade") and cell.outputs]
+        assert checks and all("✓" in "".join(o.get("text", "")) for c in checks for o in c.outputs
+                              if o.get("output_type") == "stream"), path.name
+    trained = nbformat.read(str(solutions / "q_rnn_last_name.ipynb"), as_version=4)
+    assert any("100%" in "".join(o.get("text", "")) for c in trained.cells for o in c.get("outputs", []))
