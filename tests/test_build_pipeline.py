@@ -23,12 +23,16 @@ CONTRACT_IDS = {
 
 
 def solution_lines(master_path: Path) -> set:
-    """Distinctive lines inside the master's solution regions."""
-    lines = set()
+    """Distinctive lines inside the master's solution regions (not those that given code has as well: a staff
+    cell may well reuse a line of the notebook's own helpers)."""
+    lines, given = set(), set()
     for cell in nbformat.read(str(master_path), as_version=4).cells:
-        for region in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", cell.source, re.S):
+        regions = re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", cell.source, re.S)
+        for region in regions:
             lines.update(line.strip() for line in region.splitlines() if len(line.strip()) > 25)
-    return lines
+        outside = re.sub(r"### BEGIN SOLUTION\n.*?### END SOLUTION", "", cell.source, flags=re.S)
+        given.update(line.strip() for line in outside.splitlines())
+    return lines - given
 
 
 def test_masters_declare_the_contract_grade_ids():
