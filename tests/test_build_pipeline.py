@@ -110,3 +110,19 @@ def test_solutions_read_like_a_finished_notebook(fast_build):
                               if o.get("output_type") == "stream"), path.name
     trained = nbformat.read(str(solutions / "q_rnn_last_name.ipynb"), as_version=4)
     assert any("100%" in "".join(o.get("text", "")) for c in trained.cells for o in c.get("outputs", []))
+
+
+@pytest.mark.parametrize("name", ["q_rnn_last_name.ipynb", "q_written.ipynb"])
+def test_run_all_on_the_blank_release_first_stops_at_unfinished_work(fast_build, name):
+    """Run All stops at the first error: on the blank release that must be a part the student fills in (or its
+    check), never the set-up, given code or an ungraded scratch cell (q_rnn_and_grad: the test above)."""
+    release = fast_build / "release" / "hw_rnn"
+    notebook = execute(release / name, cwd=release, env={"HW_FAST": "1"})
+    failing = [cell for cell in notebook.cells if cell.cell_type == "code"
+               and any(output.get("output_type") == "error" for output in cell.outputs)]
+    assert failing, f"{name}: nothing failed on the blank release"
+    first = failing[0]
+    meta = first.metadata.get("nbgrader") or {}
+    assert meta.get("solution") or (meta.get("grade") and not meta.get("solution")), first.source[:200]
+    error = next(output for output in first.outputs if output.get("output_type") == "error")
+    assert "NotImplementedError" in error.get("ename", "") + error.get("evalue", ""), error.get("evalue")

@@ -244,3 +244,31 @@ def test_solutions_show_the_figures_and_computed_model_answers(fast_build):
         assert str(as_text(beams_after(tree, tree["beam_size"], step))) in printed
     assert f"the most likely sequence is {SEED_BEST[0]!r}" in printed
     assert (fast_build / "solutions" / "hw_rnn" / f"{NOTEBOOK}.html").exists()
+
+
+def _helpers(fast_build: Path) -> dict:
+    """The release's given helper cells of q_written, run in a namespace of their own."""
+    notebook = json.loads((fast_build / "release" / "hw_rnn" / f"{NOTEBOOK}.ipynb").read_text())
+    cells = {(c["metadata"].get("nbgrader") or {}).get("grade_id"): "".join(c["source"]) for c in notebook["cells"]}
+    tree = json.loads(TREE_FILE.read_text(encoding="utf-8"))
+    namespace = {"math": math, "BEAM_TREE": tree, "VOCAB": tree["vocabulary"], "safe_expr": __import__("safe_expr")}
+    for grade_id in ("expression_helpers", "beam_helpers"):
+        exec(compile(cells[grade_id], grade_id, "exec"), namespace)
+    return namespace
+
+
+def test_format_checks_say_what_a_well_formed_answer_looks_like(fast_build, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(fast_build / "release" / "hw_rnn"))
+    helpers = _helpers(fast_build)
+    helpers["beam_t2"] = [("neural network", 1.25), ("network neural", -1.33)]
+    assert not helpers["show_beam_format"]("beam_t2", 2)
+    printed = capsys.readouterr().out
+    assert "'neural network' has log-probability 1.25, but a log-probability is never above 0" in printed
+    helpers["beam_t1"] = "neural -0.65"
+    helpers["show_beam_format"]("beam_t1", 1)
+    expected = 'a well-formed answer is a list of pairs, shaped like beam_t1 = [("word word", -1.5)'
+    assert expected in capsys.readouterr().out
+    helpers["answer_y"] = "w*u4"
+    helpers["show_expression_format"]("answer_y")
+    printed = capsys.readouterr().out
+    assert 'shaped like answer_y = "2*w*u1 + u3^2"' in printed and "do not compute it" in printed
