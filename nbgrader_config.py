@@ -14,6 +14,7 @@ c.CourseDirectory.ignore = [
     ".pytest_cache",
     "surname_model.pt",  # written by the master while it runs: the build moves it to solutions/
     "submission_log.json",
+    "char_lm.pt",
 ]
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"

@@ -1,6 +1,6 @@
 """`make bench`: measure what the README promises, as medians and ratios.
 
-    python -m assignkit.bench [--seeds 5] [--repeats 20] [--skip training,notebook,layers,grading,surnames]
+    python -m assignkit.bench [--seeds 5] [--repeats 20] [--skip training,notebook,layers,grading,surnames,char_lm]
 
 Writes ``bench/results.json`` (a run with ``--skip`` keeps the earlier numbers of the skipped parts) and
 prints Markdown tables (pasted into the README). Timings on a shared
@@ -165,7 +165,7 @@ def markdown(results: Dict[str, Any]) -> str:
             plain = (f"{r['torch_plain_ms']:.2f} | {r['ratio_plain']:.2f}×" if "torch_plain_ms" in r else "— | —")
             lines.append(f"| {r['layer']} | {r['ours_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f}× | {plain} |")
         lines.append("")
-    for key in ("grading", "surnames"):
+    for key in ("grading", "surnames", "char_lm"):
         if key in results and isinstance(results[key], dict) and results[key].get("markdown"):
             lines += [results[key]["markdown"], ""]
     return "\n".join(lines)
@@ -190,6 +190,8 @@ def main(argv: List[str] | None = None) -> int:
         results["grading"] = _optional("assignkit.grading.bench")
     if "surnames" not in skip:
         results["surnames"] = _optional("assignkit.surnames.bench")
+    if "char_lm" not in skip:
+        results["char_lm"] = _optional("assignkit.char_lm_bench")
     out = ROOT / "bench" / "results.json"
     out.parent.mkdir(exist_ok=True)
     if skip and out.is_file():  # a partial run keeps the earlier numbers of the parts it skipped

@@ -13,6 +13,7 @@ import html as html_lib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -30,8 +31,17 @@ from .notebooks import cell_errors, execute
 ASSIGNMENT = "hw_rnn"
 PUBLIC_GOLDENS = "public_goldens.json"
 HIDDEN_SURNAMES = Path("autograder") / "hidden_data" / "surnames_test_hidden.tsv"
-# Files the masters write while they run (the trained classifier and its log): solutions, not sources.
-MASTER_OUTPUTS = ("surname_model.pt", "submission_log.json")
+STAGING = Path("build") / "nbgrader_source"
+"""nbgrader's source folder for the release: source/hw_rnn with only the chosen masters and no master outputs."""
+
+
+def master_outputs(masters: List[Master]) -> List[str]:
+    """Files the masters write while they run (trained weights, logs: what students submit besides the notebooks).
+    They are solutions, not sources."""
+    names: List[str] = []
+    for master in masters:
+        names += [name for name in master.submit if name not in names]
+    return names
 
 
 class BuildError(RuntimeError):
@@ -91,7 +101,14 @@ def write_solutions(root: Path, masters: List[Master], executed: List[object]) -
     """Executed masters, hidden-test regions removed, into solutions/hw_rnn/ (and HTML for TAs)."""
     target = root / "solutions" / ASSIGNMENT
     target.mkdir(parents=True, exist_ok=True)
-    for name in MASTER_OUTPUTS:
+    chosen = {master.name for master in masters}
+    outputs = master_outputs(masters)
+    for stale in sorted(target.iterdir()):  # what a notebook that is no longer chosen left behind
+        notebook = stale.suffix in (".ipynb", ".html") and stale.stem not in chosen
+        output = (stale.suffix == ".pt" or stale.name == "submission_log.json") and stale.name not in outputs
+        if notebook or output:
+            stale.unlink()
+    for name in outputs:
         produced = root / "source" / ASSIGNMENT / name
         if produced.exists():
             os.replace(produced, target / name)
@@ -173,15 +190,43 @@ def open_scratch_cells(path: Path) -> None:
         nbformat.write(notebook, str(path))
 
 
-def generate_release(root: Path) -> None:
-    """Real ``nbgrader generate_assignment --force`` with the sqlite gradebook in the course root."""
+def stage_sources(root: Path, masters: List[Master]) -> Path:
+    """Copy source/hw_rnn into build/nbgrader_source/hw_rnn with only the chosen masters (nbgrader releases every
+    notebook of its source folder) and without what the masters write while they run."""
+    source = root / "source" / ASSIGNMENT
+    staged = root / STAGING / ASSIGNMENT
+    shutil.rmtree(root / STAGING, ignore_errors=True)
+    chosen = {f"{master.name}.ipynb" for master in masters}
+    skipped = set(master_outputs(masters)) | {"__pycache__", ".ipynb_checkpoints"}
+
+    def ignore(directory: str, names: List[str]) -> List[str]:
+        top = Path(directory) == source
+        return [name for name in names if name in skipped or name.startswith(".")
+                or (top and name.endswith(".ipynb") and name not in chosen)]
+
+    shutil.copytree(source, staged, ignore=ignore)
+    return staged
+
+
+def generate_release(root: Path, masters: List[Master]) -> None:
+    """Real ``nbgrader generate_assignment --force`` with the sqlite gradebook in the course root, on the chosen
+    masters only."""
+    stage_sources(root, masters)
+    release = root / "release" / ASSIGNMENT
+    chosen = {f"{master.name}.ipynb" for master in masters}
+    for stale in release.glob("*.ipynb"):  # no notebook of an earlier choice stays behind
+        if stale.name not in chosen:
+            stale.unlink()
     result = subprocess.run(
-        [sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force", "--log-level", "WARN"],
+        [sys.executable, "-m", "nbgrader", "generate_assignment", ASSIGNMENT, "--force", "--log-level", "WARN",
+         f"--CourseDirectory.source_directory={STAGING.as_posix()}"],
         cwd=root, capture_output=True, text=True, check=False, env=tool_env(),
     )
     if result.returncode != 0:
         raise BuildError(f"nbgrader generate_assignment failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    release = root / "release" / ASSIGNMENT
+    released = sorted(path.stem for path in release.glob("*.ipynb"))
+    if released != sorted(master.name for master in masters):
+        raise BuildError(f"nbgrader released {released}, not the chosen {[master.name for master in masters]}")
     for notebook_path in sorted(release.glob("*.ipynb")):
         open_scratch_cells(notebook_path)
         text = notebook_path.read_text(encoding="utf-8")
@@ -220,12 +265,16 @@ def write_student_tools(root: Path, masters: List[Master]) -> None:
 
 
 def build(root: Path, fast: bool = False) -> None:
-    masters = read_masters(root / "source" / ASSIGNMENT)
+    try:
+        masters = read_masters(root / "source" / ASSIGNMENT)  # the instructor's choice (assignment.toml)
+    except ValueError as error:
+        raise BuildError(str(error)) from None
     if not masters:
         raise BuildError(f"no master notebooks in {root / 'source' / ASSIGNMENT}")
+    log(f"notebooks: {', '.join(master.name for master in masters)}")
     executed = record_goldens(root, masters, fast)
     write_solutions(root, masters, executed)
-    generate_release(root)
+    generate_release(root, masters)
     write_student_tools(root, masters)
     from .grading import bundle
     from .grading.sandbox import make_private

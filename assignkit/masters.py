@@ -13,7 +13,7 @@ import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Set
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 import nbformat
 
@@ -152,6 +152,49 @@ def read_master(path: Path) -> Master:
     return master
 
 
-def read_masters(source_dir: Path) -> List[Master]:
-    """All master notebooks present in ``source_dir``, in the fixed order of MASTER_NOTEBOOKS."""
-    return [read_master(source_dir / name) for name in MASTER_NOTEBOOKS if (source_dir / name).exists()]
+SETTINGS_FILE = "assignment.toml"
+"""The instructor's choice of notebooks, in the course root (``notebooks = ["q_rnn_and_grad", ...]``)."""
+
+
+def chosen_notebooks(root: Path) -> Optional[List[str]]:
+    """The notebook names listed in ``root/assignment.toml``; ``None`` when there is no such file (all of them).
+
+    Raises ``ValueError`` for a malformed file, an unknown name, a repeated name or an empty list.
+    """
+    import tomllib
+
+    path = root / SETTINGS_FILE
+    if not path.is_file():
+        return None
+    try:
+        settings = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{SETTINGS_FILE}: {error}") from None
+    names = settings.get("notebooks")
+    known = [Path(name).stem for name in MASTER_NOTEBOOKS]
+    if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"{SETTINGS_FILE}: `notebooks` must be a non-empty list of names, some of {known}")
+    names = [name.removesuffix(".ipynb") for name in names]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"{SETTINGS_FILE}: unknown notebook(s) {unknown}; choose from {known}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{SETTINGS_FILE}: a notebook is listed twice")
+    return names
+
+
+def read_masters(source_dir: Path, names: Optional[Sequence[str]] = None) -> List[Master]:
+    """The master notebooks of the assignment, in the fixed order of MASTER_NOTEBOOKS.
+
+    ``names`` (notebook names without ``.ipynb``) defaults to the instructor's choice in ``assignment.toml`` of
+    the course root (``source_dir``'s grandparent) and, without that file, to every master present. A chosen
+    master that is missing is an error.
+    """
+    if names is None:
+        names = chosen_notebooks(source_dir.parent.parent)
+    if names is None:
+        return [read_master(source_dir / name) for name in MASTER_NOTEBOOKS if (source_dir / name).exists()]
+    missing = [name for name in names if not (source_dir / f"{name}.ipynb").exists()]
+    if missing:
+        raise ValueError(f"{SETTINGS_FILE} chooses {missing}, but {source_dir} has no such master")
+    return [read_master(source_dir / name) for name in MASTER_NOTEBOOKS if Path(name).stem in names]

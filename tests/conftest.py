@@ -7,6 +7,7 @@ runs once per test session, shared by all pytest-xdist workers through a file lo
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import traceback
 from pathlib import Path
@@ -16,7 +17,7 @@ from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "source" / "hw_rnn"
-COURSE_PARTS = ("source", "autograder", "nbgrader_config.py")
+COURSE_PARTS = ("source", "autograder", "nbgrader_config.py", "assignment.toml")
 
 
 def copy_course(target: Path) -> Path:
@@ -62,3 +63,18 @@ def all_goldens(fast_build: Path) -> dict:
     public = json.loads((fast_build / "source" / "hw_rnn" / "public_goldens.json").read_text())
     hidden = json.loads((fast_build / "build" / "goldens" / "hidden_goldens.json").read_text())
     return {**public, **hidden}
+
+
+def generated_names(course: Path) -> set:
+    """The names q_char_lm's language model invented in the executed solution (its tables of samples and beam
+    search results). The model never reads the hidden names, but by chance it can invent one of them."""
+    path = course / "solutions" / "hw_rnn" / "q_char_lm.ipynb"
+    if not path.is_file():
+        return set()
+    names = set()
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        if (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id") in ("sample_table", "beam_table"):
+            for output in cell.get("outputs", []):
+                text = "".join(output.get("data", {}).get("text/markdown", ""))
+                names |= {re.sub(r"\s*\([\d.]+%\)$", "", field.strip()) for field in re.split(r"[|,]", text)}
+    return names

@@ -30,7 +30,9 @@ def grade_notebook(course_root: Path, name: str, notebook: Union[Dict[str, Any],
 
 
 def grade_notebook_run(course_root: Path, name: str, notebook: Union[Dict[str, Any], Path], workdir: Path,
-                       model: Optional[bytes] = None, **options: Any) -> Grading:
+                       model: Optional[bytes] = None, files: Optional[Dict[str, bytes]] = None,
+                       **options: Any) -> Grading:
+    """As :func:`grade_notebook`; ``model`` is submitted as surname_model.pt, ``files`` as named."""
     course = course_of(str(course_root)).subset([name])
     submission = workdir / "submission"
     submission.mkdir(parents=True)
@@ -40,4 +42,6 @@ def grade_notebook_run(course_root: Path, name: str, notebook: Union[Dict[str, A
         (submission / f"{name}.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
     if model is not None:
         (submission / MODEL_FILE).write_bytes(model)
+    for file_name, content in (files or {}).items():
+        (submission / file_name).write_bytes(content)
     return grade_submission(course, submission, workdir / "results", **options)

@@ -19,6 +19,7 @@ CONTRACT_IDS = {
                        "stacked_lstm"],
     "q_rnn_last_name": ["letter_to_index", "recurrent_classifier"],
     "q_written": ["beam_search"],
+    "q_char_lm": ["gru_layer", "clip_grad_norm", "char_lm", "sample", "beam_decode"],
 }
 
 

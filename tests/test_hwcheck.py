@@ -268,6 +268,21 @@ def test_accuracy_scoring_is_linear_between_the_bounds(hwcheck):
     assert "accuracy 70.0%" in summary and problems
 
 
+def test_linear_scoring_of_one_number_lower_is_better(hwcheck):
+    entry = {"values": {}, "score": {"kind": "linear", "key": "bits_per_char", "zero": 3.0, "full": 2.5}}
+
+    def score(value):
+        return hwcheck.evaluate({"bits_per_char": hwcheck.encode(value)}, entry)
+
+    assert score(2.75)[0] == pytest.approx(0.5) and "bits per char 2.750: 50% of the points" in score(2.75)[2]
+    assert score(2.4)[:2] == (1.0, []) and score(3.2)[0] == 0.0
+    for bad in (float("nan"), float("inf")):
+        fraction, problems, summary = score(bad)
+        assert fraction == 0.0 and "not a finite number" in summary and problems
+    assert hwcheck.evaluate({}, entry)[1] == ["bits_per_char: no value was produced"]
+    assert "expected one number" in hwcheck.evaluate({"bits_per_char": hwcheck.encode([1.0, 2.0])}, entry)[1][0]
+
+
 def test_digest_goldens_hide_the_values_but_still_compare(hwcheck):
     answer = hwcheck.encode(torch.tensor([-1.85, -1.93], dtype=torch.float64))
     golden = hwcheck.to_golden(answer, spec={"kind": "digest"})

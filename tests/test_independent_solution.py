@@ -3,7 +3,8 @@
 The staff solution must not be the only code that passes: the checks may be no stricter than the notebooks'
 text. These implementations follow the same API but are written differently (explicit gate matrices and
 per-step loops instead of one fused projection, hooks instead of retain_grad, torch.nn.functional.mse_loss,
-a dict for the alphabet, plain indexing instead of gather, a heap in beam search, answers in other forms),
+a dict for the alphabet, plain indexing instead of gather, a heap in beam search, answers in other forms; for
+q_char_lm split gate matrices, a norm of norms, sampling and beam search that rerun the whole prefix),
 pasted into the blank release notebooks and graded through the real path.
 """
 
@@ -186,6 +187,100 @@ ANSWERS = {
 }
 
 
+GRU_LAYER = '''
+class GRULayer(StepRecorder):
+    GATES = ("r", "z", "n")
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.U = nn.Parameter(torch.randn(input_size, 3 * hidden_size) * 0.1)
+        self.W = nn.Parameter(torch.randn(hidden_size, 3 * hidden_size) * 0.1)
+        self.b_x = nn.Parameter(torch.zeros(3 * hidden_size))
+        self.b_h = nn.Parameter(torch.zeros(3 * hidden_size))
+
+    def forward(self, x, h0=None):
+        size = self.hidden_size
+        U_r, U_z, U_n = self.U.split(size, dim=1)
+        W_r, W_z, W_n = self.W.split(size, dim=1)
+        bx_r, bx_z, bx_n = self.b_x.split(size)
+        bh_r, bh_z, bh_n = self.b_h.split(size)
+        h = torch.zeros(x.shape[0], size, dtype=x.dtype) if h0 is None else h0
+        outputs = []
+        for x_t in x.unbind(dim=1):
+            r = torch.sigmoid(x_t @ U_r + bx_r + h @ W_r + bh_r)
+            z = torch.sigmoid(x_t @ U_z + bx_z + h @ W_z + bh_z)
+            n = torch.tanh(x_t @ U_n + bx_n + r * (h @ W_n + bh_n))
+            h = (1 - z) * n + z * h
+            self.record_step(h)
+            outputs.append(h)
+        return torch.stack(outputs, dim=1), h
+'''
+CLIP = '''
+def clip_grad_norm(parameters, max_norm):
+    with_grad = [p for p in parameters if p.grad is not None]
+    if len(with_grad) == 0:
+        return torch.zeros(())
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in with_grad]))
+    if norm > max_norm:
+        factor = max_norm / (norm + 1e-6)
+        for p in with_grad:
+            p.grad.mul_(factor)
+    return norm
+'''
+CHAR_LM_FORWARD = (
+    "        emb = self.embedding(tokens)\n"
+    "        lang = self.language_embedding(languages).unsqueeze(1).repeat(1, tokens.shape[1], 1)\n"
+    "        out, h = self.gru(torch.cat((emb, lang), 2), h0)\n"
+    "        return self.output(out), h\n"
+)
+SAMPLE = '''
+def sample(model, language, generator, temperature=1.0, max_length=MAX_LENGTH):
+    model.eval()
+    sequence, name = [BOS], ""
+    with torch.no_grad():
+        for _ in range(max_length):  # the whole prefix every time: no state carried along
+            last = model(torch.tensor([sequence]), torch.tensor([language]))[0][0, -1]
+            if temperature == 0:
+                following = last.argmax().item()
+            else:
+                p = nn.functional.softmax(last / temperature, dim=-1)
+                following = torch.multinomial(p, num_samples=1, generator=generator).item()
+            if following == model.n_letters:
+                break
+            sequence.append(following)
+            name += ALPHABET[following]
+    return name
+'''
+BEAM_DECODE = '''
+import heapq
+
+
+def beam_decode(model, language, k=5, max_length=MAX_LENGTH):
+    model.eval()
+    eos = model.n_letters
+    live, done = [(0.0, ())], []
+    with torch.no_grad():
+        while live:
+            pool = []
+            for score, prefix in live:
+                logits = model(torch.tensor([[BOS, *prefix]]), torch.tensor([language]))[0]
+                log_p = torch.log_softmax(logits[0, -1].double(), dim=-1).tolist()
+                done.append((score + log_p[eos], prefix))
+                if len(prefix) < max_length:
+                    pool += [(score + log_p[i], prefix + (i,)) for i in range(eos)]
+            live = heapq.nlargest(k, pool, key=lambda item: item[0])
+    return [("".join(ALPHABET[i] for i in prefix), score)
+            for score, prefix in heapq.nlargest(k, done, key=lambda item: item[0])]
+'''
+
+
+def char_lm_cell(blank: dict) -> str:
+    cell = next(c for c in blank["cells"] if (c["metadata"].get("nbgrader") or {}).get("grade_id") == "char_lm")
+    source = "".join(cell["source"])
+    return source[: source.index("        # YOUR CODE HERE")] + CHAR_LM_FORWARD
+
+
 def classifier_cell(blank: dict) -> str:
     cell = next(c for c in blank["cells"] if (c["metadata"].get("nbgrader") or {}).get("grade_id")
                 == "recurrent_classifier")
@@ -209,16 +304,23 @@ def graded(fast_build: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     written = replace_cell(read_notebook(release / "q_written.ipynb"), "beam_search", BEAM)
     for grade_id, source in ANSWERS.items():
         written = replace_cell(written, grade_id, source)
-    model = (fast_build / "solutions" / "hw_rnn" / "surname_model.pt").read_bytes()
-    return {name: grade_notebook_run(fast_build, name, notebook, base / name, model=model)
-            for name, notebook in (("q_rnn_and_grad", rnn), ("q_rnn_last_name", names), ("q_written", written))}
+    char_lm = read_notebook(release / "q_char_lm.ipynb")
+    for grade_id, source in (("gru_layer", GRU_LAYER), ("clip_grad_norm", CLIP), ("char_lm", char_lm_cell(char_lm)),
+                             ("sample", SAMPLE), ("beam_decode", BEAM_DECODE)):
+        char_lm = replace_cell(char_lm, grade_id, source)
+    solutions = fast_build / "solutions" / "hw_rnn"
+    model = (solutions / "surname_model.pt").read_bytes()
+    files = {"char_lm.pt": (solutions / "char_lm.pt").read_bytes()}
+    return {name: grade_notebook_run(fast_build, name, notebook, base / name, model=model, files=files)
+            for name, notebook in (("q_rnn_and_grad", rnn), ("q_rnn_last_name", names), ("q_written", written),
+                                   ("q_char_lm", char_lm))}
 
 
-@pytest.mark.parametrize("notebook", ["q_rnn_and_grad", "q_rnn_last_name", "q_written"])
+@pytest.mark.parametrize("notebook", ["q_rnn_and_grad", "q_rnn_last_name", "q_written", "q_char_lm"])
 def test_an_independent_correct_solution_keeps_every_point(graded, notebook):
     grading = graded[notebook]
     failed = {name: result.message for name, result in grading.checks.items()
-              if not result.passed and name != "test_accuracy_hidden"}
+              if not result.passed and name not in ("test_accuracy_hidden", "test_char_lm_quality_hidden")}
     assert failed == {}
     assert grading.finished and not grading.internal_errors
     if notebook == "q_rnn_last_name":  # the staff's weights, read by the staff's classifier: same as the solution

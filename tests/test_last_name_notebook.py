@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import generated_names
 from notebook_grading import grade_notebook
 
 from assignkit.grading.child import definitions_only
@@ -424,7 +425,7 @@ def _fields(text: str) -> set:
 def test_no_hidden_name_in_the_built_release_or_solutions(fast_build):
     """Extends the dataset test (which scans the repository's trees) to what a build produces: the release
     with its public goldens and data, and the executed solutions with their outputs, log and HTML."""
-    hidden = {row[0] for row in hidden_rows(fast_build)}
+    hidden = {row[0] for row in hidden_rows(fast_build)} - generated_names(fast_build)
     leaks = []
     for tree in ("release", "solutions"):
         for path in sorted((fast_build / tree).rglob("*")):

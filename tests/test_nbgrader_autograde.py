@@ -1,10 +1,10 @@
 """Real `nbgrader autograde` (sqlite gradebook): the executed solution earns every autograded point,
 the blank release earns none. Hidden checks run in the kernel against the hidden goldens.
 
-Checks scored on a scale (the surname classifier's hidden accuracy) are all-or-nothing under nbgrader,
-and the fast-mode model trained by the test build is deliberately too short-trained to reach full marks;
-they are graded with partial credit by our own grader (tests/test_autograder_surnames.py), so here they
-only have to be present."""
+Checks scored on a scale (the surname classifier's hidden accuracy, the language model's bits per character)
+are all-or-nothing under nbgrader, and the fast-mode models trained by the test build are deliberately too
+short-trained to reach full marks; they are graded with partial credit by our own grader
+(tests/test_autograder_surnames.py, tests/test_char_lm_notebook.py), so here they only have to be present."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def autograded_course(fast_build: Path, tmp_path_factory: pytest.TempPathFactory
         target.mkdir(parents=True)
         for notebook in (course / folder / "hw_rnn").glob("*.ipynb"):
             shutil.copy(notebook, target / notebook.name)
-        for extra in ("surname_model.pt",):
+        for extra in ("surname_model.pt", "char_lm.pt"):
             if (course / folder / "hw_rnn" / extra).exists():
                 shutil.copy(course / folder / "hw_rnn" / extra, target / extra)
     env = dict(os.environ)
@@ -49,7 +49,7 @@ def test_solution_gets_every_autograded_point(autograded_course):
                 for check in master.checks}
     assert set(points) == expected
     goldens = json.loads((autograded_course / "build" / "goldens" / "hidden_goldens.json").read_text())
-    scaled = {name for name, entry in goldens.items() if (entry.get("score") or {}).get("kind") == "accuracy"}
+    scaled = {name for name, entry in goldens.items() if entry.get("score")}
     assert scaled <= expected, "every scaled check is a graded cell"
     missing = {name: score for name, score in points.items() if score[0] != score[1] and name not in scaled}
     assert missing == {}

@@ -89,12 +89,12 @@ def measure(command: List[str], cwd: Path, env: Optional[Dict[str, str]] = None,
 
 
 def solution_submission(root: Path, target: Path) -> Path:
-    """The full solution submission: every solution notebook, plus the trained model and log if built."""
+    """The full solution submission: every solution notebook, plus the trained models and the log if built."""
     target.mkdir(parents=True, exist_ok=True)
     solutions = root / "solutions" / ASSIGNMENT
     for notebook in sorted(solutions.glob("q_*.ipynb")):
         shutil.copyfile(notebook, target / notebook.name)
-    for name in ("surname_model.pt", "submission_log.json"):
+    for name in ("surname_model.pt", "submission_log.json", "char_lm.pt"):
         for place in (solutions, root / "source" / ASSIGNMENT):
             if (place / name).is_file():
                 shutil.copyfile(place / name, target / name)

@@ -415,11 +415,15 @@ def evaluate(actual: Mapping[str, Encoded], entry: Mapping[str, Any], *, reveal:
 
     Most checks are all-or-nothing. An entry with ``"score": {"kind": "accuracy", "key": ..., "zero": a,
     "full": b}`` instead scores the share of predictions equal to the expected labels, linearly from 0 at
-    accuracy ``a`` to full points at ``b``.
+    accuracy ``a`` to full points at ``b``. With ``"kind": "linear"`` the one number under ``key`` is scored
+    linearly from 0 at ``zero`` to full points at ``full`` (``full < zero`` when lower is better, e.g. bits per
+    character); the expected values are not used.
     """
     score = entry.get("score") or {}
     if score.get("kind") == "accuracy":
         return _accuracy(actual, entry, score)
+    if score.get("kind") == "linear":
+        return _linear(actual, score)
     problems = compare_values(
         actual,
         entry["values"],
@@ -453,6 +457,26 @@ def _accuracy(actual: Mapping[str, Encoded], entry: Mapping[str, Any], score: Ma
     fraction = min(1.0, max(0.0, (accuracy - zero) / (full - zero)))
     summary = (f"accuracy {100 * accuracy:.1f}% on {len(want)} names: {100 * fraction:.0f}% of the points "
                f"(0 at {100 * zero:.0f}%, full at {100 * full:.0f}%)")
+    return fraction, ([] if fraction >= 1.0 else [summary]), summary
+
+
+def _linear(actual: Mapping[str, Encoded], score: Mapping[str, Any]) -> Tuple[float, List[str], str]:
+    key = str(score["key"])
+    if key not in actual or actual[key].get("kind") != "array":
+        return 0.0, [f"{key}: no value was produced"], "no value"
+    try:
+        shape, got = decode_array(actual[key])
+    except ValueError as exc:
+        return 0.0, [f"{key}: unreadable value ({exc})"], "unreadable value"
+    if len(got) != 1:
+        return 0.0, [f"{key}: expected one number, got shape {shape}"], "not one number"
+    value, zero, full = got[0], float(score["zero"]), float(score["full"])
+    what = key.replace("_", " ")
+    if not math.isfinite(value):
+        summary = f"{what}: {value} (not a finite number): no points (0 at {zero:g}, full at {full:g})"
+        return 0.0, [summary], summary
+    fraction = min(1.0, max(0.0, (value - zero) / (full - zero)))
+    summary = f"{what} {value:.3f}: {100 * fraction:.0f}% of the points (0 at {zero:g}, full at {full:g})"
     return fraction, ([] if fraction >= 1.0 else [summary]), summary
 
 

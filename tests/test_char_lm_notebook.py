@@ -1,0 +1,360 @@
+"""q_char_lm: the language-model master runs in fast mode, grades as intended through the real path (referee and
+sandbox), every hidden check catches a plausible bug and only its own, delegation to torch is refused, broken
+weight files are rejected with clear messages, and the model answers agree with what the notebook computes.
+
+Everything uses the session's fast build (``fast_build``): the master ran in record mode with a short training
+and the build moved its ``char_lm.pt`` to ``solutions/hw_rnn/``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import zipfile
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+from notebook_grading import grade_notebook
+
+from assignkit.char_lm_bench import notebook_scale
+from assignkit.masters import read_master
+from assignkit.notebooks import cell_errors, execute
+
+NOTEBOOK = "q_char_lm"
+MODEL_FILE = "char_lm.pt"
+QUALITY_CHECK = "test_char_lm_quality_hidden"
+MODEL_FILE_CHECK = "test_char_lm_file_public"
+HIDDEN_FILE = Path("autograder") / "hidden_data" / "surnames_test_hidden.tsv"
+pytestmark = pytest.mark.xdist_group("q_char_lm")  # one worker grades the mutants once
+PUBLIC_CODE_CHECKS = ("test_gru_layer_public", "test_clip_grad_norm_public", "test_char_lm_public",
+                      "test_sample_public", "test_beam_decode_public")
+
+
+def source_dir(course: Path) -> Path:
+    return course / "source" / "hw_rnn"
+
+
+def solution_path(course: Path) -> Path:
+    return course / "solutions" / "hw_rnn" / f"{NOTEBOOK}.ipynb"
+
+
+def outputs_of(notebook: dict, grade_id: str) -> str:
+    for cell in notebook["cells"]:
+        if (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id") == grade_id:
+            return "".join("".join(output.get("text", "")) for output in cell.get("outputs", []))
+    raise KeyError(grade_id)
+
+
+def markdown_of(notebook: dict, grade_id: str) -> str:
+    for cell in notebook["cells"]:
+        if (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id") == grade_id:
+            return "".join(cell["source"])
+    raise KeyError(grade_id)
+
+
+# --------------------------------------------------------------------------------------------------
+# The build
+# --------------------------------------------------------------------------------------------------
+
+
+def test_master_runs_clean_and_its_weights_go_to_solutions(fast_build):
+    import nbformat
+
+    notebook = json.loads(solution_path(fast_build).read_text(encoding="utf-8"))
+    assert cell_errors(nbformat.from_dict(notebook)) == {}
+    assert (fast_build / "solutions" / "hw_rnn" / MODEL_FILE).is_file()
+    assert not (source_dir(fast_build) / MODEL_FILE).exists(), "char_lm.pt was left in source/hw_rnn"
+    assert not (fast_build / "release" / "hw_rnn" / MODEL_FILE).exists(), "char_lm.pt was released"
+    assert "saved char_lm.pt" in outputs_of(notebook, "save_model")
+    master = read_master(source_dir(fast_build) / f"{NOTEBOOK}.ipynb")
+    assert master.submit == [MODEL_FILE]
+    assert master.autograded_points == 25 and sum(master.manual_points.values()) == 9
+
+
+def test_quality_scale_is_the_one_the_notebook_states(fast_build, all_goldens):
+    scale = notebook_scale(source_dir(fast_build) / f"{NOTEBOOK}.ipynb")
+    assert all_goldens[QUALITY_CHECK]["score"] == {"kind": "linear", "key": "bits_per_char", **scale}
+    assert all_goldens[QUALITY_CHECK]["kind"] == "referee"
+    text = json.dumps(json.loads((source_dir(fast_build) / f"{NOTEBOOK}.ipynb").read_text()))
+    assert f"0 at {scale['zero']:.2f} bits" in text and f"full points at {scale['full']:.2f} bits" in text
+    assert scale["full"] < scale["zero"] < math.log2(58)
+
+
+# --------------------------------------------------------------------------------------------------
+# Model answers agree with the notebook's own computations (the executed solution)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_parameter_counts_in_the_model_answer_are_the_computed_ones(fast_build):
+    notebook = json.loads(solution_path(fast_build).read_text(encoding="utf-8"))
+    printed = outputs_of(notebook, "parameter_counts")
+    counts = {line.split("  ")[0].strip(): int(re.search(r"\s([\d,]+)\s", line).group(1).replace(",", ""))
+              for line in printed.splitlines() if " x the RNN" in line}
+    answer = markdown_of(notebook, "written_gating")
+    gru, lstm = counts["GRU (3 blocks: r, z, n)"], counts["LSTM as in torch (two biases)"]
+    for number in (gru, lstm, counts["vanilla RNN (1 block)"]):
+        assert f"{number:,}" in answer, number
+    assert f"ratio {gru / lstm:.2f}" in answer
+
+
+def test_gradient_claims_of_the_gating_answer_hold_for_the_figure(fast_build):
+    """The answer quotes how far the gradient falls over 40 steps in each setting of the figure."""
+    notebook = json.loads(solution_path(fast_build).read_text(encoding="utf-8"))
+    ratios = {line.split("||")[0].strip(): float(line.rsplit("=", 1)[1])
+              for line in outputs_of(notebook, "gru_gradients_figure").splitlines() if "=" in line}
+    vanilla, bias0 = ratios["vanilla tanh RNN (z = 0, r = 1)"], ratios["GRU, update-gate bias 0"]
+    bias2, bias4 = ratios["GRU, update-gate bias 2"], ratios["GRU, update-gate bias 4"]
+    assert 1e-5 <= vanilla <= 1e-4  # "falls by a factor of about 10^4-10^5"
+    assert 1e-7 <= bias0 <= 1e-6 and bias0 < vanilla  # "even faster (about 10^6-10^7)"
+    assert 1 / 100 <= bias2 <= 1 / 25  # "only by a factor of about 50"
+    assert 1 / 3 <= bias4 <= 2 / 3  # "by about 2"
+
+
+def test_clipping_answer_describes_the_experiment(fast_build):
+    """Fast mode runs 40 steps: without clipping the loss stays far above uniform guessing, with clipping below it
+    is far lower (the answer describes the full 150-step run)."""
+    notebook = json.loads(solution_path(fast_build).read_text(encoding="utf-8"))
+    lines = outputs_of(notebook, "clip_experiment").splitlines()
+    last = {line.split("  ")[0].strip(): float(re.search(r"last 20 steps\s+([\d.]+)", line).group(1)) for line in lines}
+    highest = {line.split("  ")[0].strip(): float(re.search(r"highest loss\s+([\d.]+)", line).group(1))
+               for line in lines}
+    assert last["without clipping"] > 5 * math.log2(58)
+    assert last["with clipping (max_norm = 1)"] < last["without clipping"] / 3
+    assert highest["without clipping"] > 100 and highest["with clipping (max_norm = 1)"] < 100
+
+
+# --------------------------------------------------------------------------------------------------
+# The blank release in a real kernel
+# --------------------------------------------------------------------------------------------------
+
+
+def test_blank_release_public_checks_fail_with_clear_messages(fast_build):
+    release = fast_build / "release" / "hw_rnn"
+    errors = cell_errors(execute(release / f"{NOTEBOOK}.ipynb", cwd=release, env={"HW_FAST": "1"}))
+    for grade_id in PUBLIC_CODE_CHECKS:
+        assert grade_id in errors, f"{grade_id} did not fail on the blank release"
+        assert "not implemented yet" in errors[grade_id][0], errors[grade_id]
+    assert f"{MODEL_FILE} was not found" in errors[MODEL_FILE_CHECK][0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Grading through the real path: solution, blank release, mutants, delegation, broken weight files
+# --------------------------------------------------------------------------------------------------
+
+SOLUTION_CELLS = ("gru_layer", "clip_grad_norm", "char_lm", "sample", "beam_decode")
+MUTANTS: Dict[str, Dict[str, List[tuple]]] = {
+    "GRU gates in the order z, r": {"gru_layer": [("r, z = torch.sigmoid", "z, r = torch.sigmoid")]},
+    "GRU reset gate outside the recurrent bias": {"gru_layer": [(
+        "n = torch.tanh(inputs[t, :, 2 * size :] + r * recurrent[:, 2 * size :])",
+        "n = torch.tanh(inputs[t, :, 2 * size :] + r * (recurrent[:, 2 * size :] - self.b_h[2 * size :])"
+        " + self.b_h[2 * size :])")]},
+    "GRU interpolation the wrong way round": {"gru_layer": [("h = n + z * (h - n)", "h = h + z * (n - h)")]},
+    "GRU ignores h0": {"gru_layer": [("h = x.new_zeros(batch_size, size) if h0 is None else h0",
+                                      "h = x.new_zeros(batch_size, size)")]},
+    "clipping each parameter on its own": {"clip_grad_norm": [(
+        "    if scale < 1:\n        for grad in grads:\n            grad.detach().mul_(scale)",
+        "    for grad in grads:\n        own = max_norm / (grad.norm() + 1e-6)\n        if own < 1:\n"
+        "            grad.detach().mul_(own)")]},
+    "clipping always, also below max_norm": {"clip_grad_norm": [("    if scale < 1:\n", "    if True:\n")]},
+    "clipping returns the norm after clipping": {"clip_grad_norm": [(
+        "    return total_norm", "    return torch.sqrt(sum((grad ** 2).sum() for grad in grads))")]},
+    "language only at the first step": {"char_lm": [(
+        "language = language[:, None, :].expand(-1, tokens.shape[1], -1)",
+        "language = torch.cat([language[:, None, :], language.new_zeros(language.shape[0], tokens.shape[1] - 1, "
+        "language.shape[1])], dim=1)")]},
+    "embeddings concatenated the other way": {"char_lm": [("torch.cat([symbols, language], dim=-1)",
+                                                          "torch.cat([language, symbols], dim=-1)")]},
+    "CharLM ignores h0": {"char_lm": [("dim=-1), h0)", "dim=-1), None)")]},
+    "sampling without the temperature": {"sample": [("scores / temperature", "scores")]},
+    "sampling one letter too many": {"sample": [("while len(letters) < max_length:",
+                                                 "while len(letters) <= max_length:")]},
+    "greedy decoding draws anyway": {"sample": [("if temperature == 0:", "if False:"),
+                                                ("scores / temperature", "scores / max(temperature, 1e-3)")]},
+    "beam scores without the EOS probability": {"beam_decode": [(
+        "finished += [(prefix, float(total)) for prefix, total in zip(prefixes, totals[:, eos])]",
+        "finished += [(prefix, float(score)) for prefix, score in zip(prefixes, scores)]")]},
+    "beam forgets names finished before the last step": {"beam_decode": [(
+        "finished += [(prefix, float(total))", "finished = [(prefix, float(total))")]},
+    "beam allows max_length + 1 letters": {"beam_decode": [("if len(prefixes[0]) >= max_length:",
+                                                            "if len(prefixes[0]) > max_length:")]},
+}
+MUTANT_FAILS = {
+    "GRU gates in the order z, r": {"test_gru_layer_public", "test_gru_layer_hidden"},
+    "GRU reset gate outside the recurrent bias": {"test_gru_layer_public", "test_gru_layer_hidden"},
+    "GRU interpolation the wrong way round": {"test_gru_layer_public", "test_gru_layer_hidden"},
+    "GRU ignores h0": {"test_gru_layer_public", "test_gru_layer_hidden"},
+    "clipping each parameter on its own": {"test_clip_grad_norm_public", "test_clip_grad_norm_hidden"},
+    "clipping always, also below max_norm": {"test_clip_grad_norm_public", "test_clip_grad_norm_hidden"},
+    "clipping returns the norm after clipping": {"test_clip_grad_norm_public", "test_clip_grad_norm_hidden"},
+    "language only at the first step": {"test_char_lm_public", "test_char_lm_hidden"},
+    "embeddings concatenated the other way": {"test_char_lm_public", "test_char_lm_hidden"},
+    "CharLM ignores h0": {"test_char_lm_public", "test_char_lm_hidden"},
+    "sampling without the temperature": {"test_sample_public", "test_sample_hidden"},
+    "sampling one letter too many": {"test_sample_public", "test_sample_hidden"},
+    "greedy decoding draws anyway": {"test_sample_public", "test_sample_hidden"},
+    "beam scores without the EOS probability": {"test_beam_decode_public", "test_beam_decode_hidden"},
+    "beam forgets names finished before the last step": {"test_beam_decode_public", "test_beam_decode_hidden"},
+    "beam allows max_length + 1 letters": {"test_beam_decode_public", "test_beam_decode_hidden"},
+}
+DELEGATING = {
+    "GRULayer through torch.nn.GRU": {"gru_layer": [(
+        "        batch_size, seq_len, _ = x.shape\n",
+        "        gru = nn.GRU(self.input_size, self.hidden_size, batch_first=True).to(x.dtype)\n"
+        "        weights = {'weight_ih_l0': self.U.T, 'weight_hh_l0': self.W.T, 'bias_ih_l0': self.b_x,"
+        " 'bias_hh_l0': self.b_h}\n"
+        "        out, last = torch.func.functional_call(gru, weights, (x, None if h0 is None else h0[None]))\n"
+        "        return out, last[0]\n"
+        "        batch_size, seq_len, _ = x.shape\n")]},
+    "clip_grad_norm through torch": {"clip_grad_norm": [(
+        "    grads = [p.grad for p in parameters if p.grad is not None]\n",
+        "    parameters = [p for p in parameters if p.grad is not None]\n"
+        "    return torch.nn.utils.clip_grad_norm_(parameters, max_norm) if parameters else torch.tensor(0.0)\n"
+        "    grads = [p.grad for p in parameters if p.grad is not None]\n")]},
+}
+DELEGATING_FAILS = {"GRULayer through torch.nn.GRU": ("test_gru_layer_hidden", "recurrent kernel"),
+                    "clip_grad_norm through torch": ("test_clip_grad_norm_hidden", "raised RuntimeError")}
+
+
+def mutated(notebook: dict, edits: Dict[str, List[tuple]]) -> dict:
+    notebook = json.loads(json.dumps(notebook))
+    for cell in notebook["cells"]:
+        grade_id = (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+        for old, new in edits.get(grade_id, []):
+            source = "".join(cell["source"])
+            assert old in source, f"mutation target not found in {grade_id}: {old}"
+            cell["source"] = source.replace(old, new)
+    return notebook
+
+
+def grade(course: Path, notebook: Path, model: bytes | None, workdir: Path) -> dict:
+    files = {} if model is None else {MODEL_FILE: model}
+    return grade_notebook(course, NOTEBOOK, notebook, workdir, files=files)
+
+
+@pytest.fixture(scope="module")
+def weights(fast_build: Path) -> bytes:
+    return (fast_build / "solutions" / "hw_rnn" / MODEL_FILE).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def graded(fast_build: Path, weights: bytes, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    base = tmp_path_factory.mktemp("char_lm")
+    solution = solution_path(fast_build)
+    runs = {"solution": (solution, weights), "release": (fast_build / "release" / "hw_rnn" / f"{NOTEBOOK}.ipynb", None)}
+    for index, (name, edits) in enumerate({**MUTANTS, **DELEGATING}.items()):
+        path = base / f"mutant{index}.ipynb"
+        path.write_text(json.dumps(mutated(json.loads(solution.read_text(encoding="utf-8")), edits)), encoding="utf-8")
+        runs[name] = (path, weights)
+    return {name: grade(fast_build, notebook, model, base / f"run{index}")
+            for index, (name, (notebook, model)) in enumerate(runs.items())}
+
+
+def staff_bits_per_char(course: Path, weights: bytes, tmp_path: Path) -> float:
+    """The master's own CharLM and bits_per_char (not the grader's code) on the hidden names."""
+    import torch
+
+    from assignkit.bench import master_namespace
+    from assignkit.surnames.bench import _inside
+
+    with _inside(source_dir(course), {"HW_FAST": "1"}):
+        namespace = master_namespace(source_dir(course) / f"{NOTEBOOK}.ipynb")
+    state = torch.load(io.BytesIO(weights), weights_only=True)
+    model = namespace["CharLM"](18, state["embedding.weight"].shape[1], state["language_embedding.weight"].shape[1],
+                                state["gru.W"].shape[0])
+    model.load_state_dict(state)
+    rows = [line.split("\t") for line in (course / HIDDEN_FILE).read_text(encoding="utf-8").splitlines()[1:] if line]
+    return namespace["bits_per_char"](model, [row[0] for row in rows], [row[1] for row in rows])
+
+
+def test_solution_gets_every_point_but_the_scaled_one(graded, fast_build, weights, tmp_path):
+    results = graded["solution"]
+    assert {name: r.message for name, r in results.items() if name != QUALITY_CHECK and not r.passed} == {}
+    quality = results[QUALITY_CHECK]
+    match = re.search(r"bits per char ([\d.]+): (\d+)% of the points \(0 at ([\d.]+), full at ([\d.]+)\)",
+                      quality.message)
+    assert match, quality.message
+    measured = float(match.group(1))
+    assert abs(measured - staff_bits_per_char(fast_build, weights, tmp_path)) < 2e-3  # the trusted GRU agrees
+    zero, full = float(match.group(3)), float(match.group(4))
+    expected = min(1.0, max(0.0, (measured - zero) / (full - zero))) * quality.max_points
+    assert abs(quality.points - expected) < 0.02
+
+
+def test_blank_release_gets_nothing(graded):
+    results = graded["release"]
+    assert results and {name: r.points for name, r in results.items() if r.points} == {}
+    assert f"{MODEL_FILE} was not found" in results[QUALITY_CHECK].message
+
+
+@pytest.mark.parametrize("mutant", sorted(MUTANTS))
+def test_plausible_bugs_lose_exactly_their_checks(graded, mutant):
+    results = graded[mutant]
+    failed = {name for name, r in results.items() if name != QUALITY_CHECK and not r.passed}
+    assert failed == MUTANT_FAILS[mutant], {name: results[name].message for name in failed ^ MUTANT_FAILS[mutant]}
+    assert all(results[name].points == 0 for name in failed)
+    assert results[QUALITY_CHECK].message == graded["solution"][QUALITY_CHECK].message  # measured by trusted code
+
+
+@pytest.mark.parametrize("case", sorted(DELEGATING))
+def test_delegation_to_torch_is_refused(graded, case):
+    check, message = DELEGATING_FAILS[case]
+    result = graded[case][check]
+    assert result.points == 0 and message in result.message, result.message
+
+
+# --------------------------------------------------------------------------------------------------
+# Weight files: the grader's loader rejects what it cannot or must not read
+# --------------------------------------------------------------------------------------------------
+
+
+def broken_files(weights: bytes) -> Dict[str, bytes]:
+    import pickle
+
+    import torch
+
+    state = torch.load(io.BytesIO(weights), weights_only=True)
+    files = {}
+
+    def saved(value) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(value, buffer)
+        return buffer.getvalue()
+
+    files["a whole pickled module"] = saved(torch.nn.Linear(2, 2))
+    files["a missing key"] = saved({k: v for k, v in state.items() if k != "gru.b_h"})
+    files["an extra key"] = saved({**state, "extra.weight": torch.zeros(2)})
+    files["a wrong shape"] = saved({**state, "output.bias": torch.zeros(57)})
+    files["integer weights"] = saved({**state, "output.bias": torch.zeros(58, dtype=torch.long)})
+    files["not a zip"] = pickle.dumps(state)
+    compressed = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(weights)) as source, zipfile.ZipFile(compressed, "w", zipfile.ZIP_DEFLATED) as out:
+        for entry in source.infolist():
+            out.writestr(entry.filename, source.read(entry.filename))
+    files["a compressed zip"] = compressed.getvalue()
+    return files
+
+
+EXPECTED_MESSAGES = {
+    "a whole pickled module": "could not be read with torch.load(weights_only=True)",
+    "a missing key": "has no gru.b_h",
+    "an extra key": "unexpected entries: extra.weight",
+    "a wrong shape": "output.bias has shape (57,)",
+    "integer weights": "weights must be floating point",
+    "not a zip": "is not a file written by torch.save",
+    "a compressed zip": "is not laid out the way torch.save writes files",
+}
+
+
+def test_broken_weight_files_earn_nothing_and_say_why(fast_build, weights, tmp_path):
+    solution = solution_path(fast_build)
+    for index, (case, content) in enumerate(broken_files(weights).items()):
+        results = grade(fast_build, solution, content, tmp_path / f"run{index}")
+        quality, public = results[QUALITY_CHECK], results[MODEL_FILE_CHECK]
+        assert quality.points == 0, case
+        assert EXPECTED_MESSAGES[case] in quality.message, (case, quality.message)
+        assert EXPECTED_MESSAGES[case] in public.message, (case, public.message)
+        others = {name for name, r in results.items() if not r.passed} - {QUALITY_CHECK, MODEL_FILE_CHECK}
+        assert others == set(), (case, others)
