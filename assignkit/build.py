@@ -25,7 +25,7 @@ import nbformat
 from . import goldens as golden_files
 from .grading.bundle import BundleError
 from .grading.seeds import KEY_FILE, write_key
-from .masters import Master, read_masters, strip_hidden
+from .masters import MASTER_NOTEBOOKS, Master, read_masters, strip_hidden
 from .notebooks import cell_errors, execute
 
 ASSIGNMENT = "hw_rnn"
@@ -205,7 +205,24 @@ def stage_sources(root: Path, masters: List[Master]) -> Path:
                 or (top and name.endswith(".ipynb") and name not in chosen)]
 
     shutil.copytree(source, staged, ignore=ignore)
+    readme = staged / "README.md"
+    if readme.is_file():
+        left_out = [Path(name).stem for name in MASTER_NOTEBOOKS if Path(name).stem not in {m.name for m in masters}]
+        readme.write_text(student_readme(readme.read_text(encoding="utf-8"), left_out), encoding="utf-8")
     return staged
+
+
+_README_BLOCK = re.compile(r"<!-- if (\w+) -->\n(.*?)<!-- end if -->\n", re.S)
+
+
+def student_readme(text: str, left_out: List[str]) -> str:
+    """The students' README for the chosen notebooks: table rows and list items that name a notebook left out
+    are dropped, and so are blocks between ``<!-- if NOTEBOOK -->`` and ``<!-- end if -->`` for such a
+    notebook (the markers themselves never reach the release)."""
+    text = _README_BLOCK.sub(lambda match: "" if match.group(1) in left_out else match.group(2), text)
+    kept = [line for line in text.splitlines(keepends=True)
+            if not (line.lstrip().startswith(("|", "* ")) and any(f"{name}.ipynb" in line for name in left_out))]
+    return "".join(kept)
 
 
 def generate_release(root: Path, masters: List[Master]) -> None:

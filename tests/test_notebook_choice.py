@@ -62,6 +62,12 @@ def test_release_solutions_and_goldens_follow_the_choice(three_notebooks: Path) 
     ids = {check.grade_id for master in masters for check in master.checks if not check.hidden}
     public = json.loads((release / "public_goldens.json").read_text())
     assert set(public) == ids
+    manifest = json.loads((release / "submission_manifest.json").read_text())  # what check_submission.py expects
+    assert sorted(manifest["notebooks"]) == sorted(f"{name}.ipynb" for name in CHOSEN)
+    assert manifest["submit"] == ["char_lm.pt"]
+    readme = (release / "README.md").read_text()
+    assert f"{LEFT_OUT}.ipynb" not in readme and "surname_model.pt" not in readme and "<!--" not in readme
+    assert all(f"{name}.ipynb" in readme for name in CHOSEN)
 
 
 def test_bundle_and_grading_follow_the_choice(three_notebooks: Path, tmp_path: Path) -> None:

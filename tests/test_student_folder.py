@@ -21,8 +21,8 @@ import pytest
 from grading_fixtures import read_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ("q_rnn_and_grad.ipynb", "q_rnn_last_name.ipynb", "q_written.ipynb")
-SUBMITTED = ("surname_model.pt", "submission_log.json")
+NOTEBOOKS = ("q_rnn_and_grad.ipynb", "q_rnn_last_name.ipynb", "q_written.ipynb", "q_char_lm.ipynb")
+SUBMITTED = ("surname_model.pt", "submission_log.json", "char_lm.pt")
 
 
 def student_folder(fast_build: Path, target: Path, solution: bool) -> Path:
@@ -71,7 +71,7 @@ def test_the_blank_release_is_not_ready_and_says_why(fast_build: Path, tmp_path:
     folder = student_folder(fast_build, tmp_path / "hw_rnn", solution=False)
     code, output = run_check(folder)
     assert code == 1 and "NOT READY" in output
-    for text in ("surname_model.pt is missing", "submission_log.json is missing",
+    for text in ("surname_model.pt is missing", "submission_log.json is missing", "char_lm.pt is missing",
                  "q_rnn_and_grad.ipynb has never been run", "`answer_t` is still empty",
                  "not done yet (still raise NotImplementedError): rnn_layer"):
         assert text in output, text
