@@ -42,6 +42,7 @@ built_bundle = grading_fixtures.built_bundle
 course = grading_fixtures.course
 
 RNN_NB, NAMES_NB, WRITTEN_NB = "q_rnn_and_grad.ipynb", "q_rnn_last_name.ipynb", "q_written.ipynb"
+CHAR_LM_NB = "q_char_lm.ipynb"
 TEMP_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")
 
 
@@ -58,7 +59,7 @@ def account(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterato
 def notebooks(fast_build: Path) -> Dict[str, Dict[str, Any]]:
     solutions, release = fast_build / "solutions" / "hw_rnn", fast_build / "release" / "hw_rnn"
     found = {}
-    for name in (RNN_NB, NAMES_NB, WRITTEN_NB):
+    for name in (RNN_NB, NAMES_NB, WRITTEN_NB, CHAR_LM_NB):
         found[f"solution/{name}"] = read_notebook(solutions / name)
         found[f"blank/{name}"] = read_notebook(release / name)
     return found
@@ -150,7 +151,8 @@ def public_golden_reports(course: Any) -> Dict[str, Dict[str, Any]]:
 
 def test_reporting_the_public_goldens_for_every_check_earns_nothing(tmp_path, notebooks, course, account):
     cell = "import json\n" + forging_cell(public_golden_reports(course))
-    files = {name: insert_cell(notebooks[f"blank/{name}"], "setup", cell) for name in (RNN_NB, NAMES_NB, WRITTEN_NB)}
+    files = {name: insert_cell(notebooks[f"blank/{name}"], "setup", cell)
+             for name in (RNN_NB, NAMES_NB, WRITTEN_NB, CHAR_LM_NB)}
     grading, _, _ = grade(tmp_path, files, account, course)
     assert grading.totals()["score"] == 0
     public = [r for r in grading.checks.values() if not r.hidden]
@@ -530,13 +532,14 @@ def test_nothing_the_sandbox_receives_holds_an_answer(tmp_path, notebooks, cours
     monkeypatch.setattr(runner, "_child_env", child_env)
     monkeypatch.setattr(Grading, "_referee", referee)
     files = {}
-    for name in (RNN_NB, NAMES_NB, WRITTEN_NB):  # outputs removed: the staff's printed derivations are not inputs
+    for name in (RNN_NB, NAMES_NB, WRITTEN_NB, CHAR_LM_NB):  # outputs removed: printed derivations are not inputs
         files[name] = copy.deepcopy(notebooks[f"solution/{name}"])
         for cell in files[name]["cells"]:
             cell.pop("outputs", None)
     files["surname_model.pt"] = model_bytes
+    files["char_lm.pt"] = (fast_build / "solutions" / "hw_rnn" / "char_lm.pt").read_bytes()
     grading, _, _ = grade(tmp_path, files, account, course)
-    assert grading.totals()["score"] > 55 and len(referee_reports) >= 15
+    assert grading.totals()["score"] > 75 and len(referee_reports) >= 20
     blob = b"\n".join(received)
     text = blob.decode("utf-8", "replace")
     flat = " ".join(text.split())

@@ -45,7 +45,8 @@ def test_contents_follow_gradescope_conventions(archive: zipfile.ZipFile, fast_b
         assert (archive.getinfo(name).external_attr >> 16) & 0o777 == 0o755
     notebooks = sorted(n for n in names if n.endswith(".ipynb"))
     assert notebooks == sorted(f"referee/{m}" for m in ("q_rnn_and_grad.ipynb", "q_rnn_last_name.ipynb",
-                                                       "q_written.ipynb")), "only the referee holds the masters"
+                                                       "q_written.ipynb", "q_char_lm.ipynb")), \
+        "only the referee holds the masters"
     assert "suites/hidden_goldens.json" not in names and "grading_key" not in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     manifest = json.loads(archive.read("bundle.json"))
