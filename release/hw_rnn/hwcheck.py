@@ -177,22 +177,34 @@ def _torch() -> Any:
 
 
 def decode_array(record: Encoded) -> Tuple[Tuple[int, ...], List[float]]:
-    """Validate an encoded array and return ``(shape, flat values)``; raises ``ValueError``."""
+    """Validate an encoded array and return ``(shape, flat values)``; raises ``ValueError`` on anything malformed."""
+    if not isinstance(record, Mapping):
+        raise ValueError("not an encoded value")
     shape = record.get("shape")
-    if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
+    if not isinstance(shape, list) or len(shape) > 16 or \
+            not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_ELEMENTS for n in shape):
         raise ValueError("malformed shape")
     size = 1
     for n in shape:
         size *= n
-    if size > MAX_ELEMENTS:
-        raise ValueError("too many values")
+        if size > MAX_ELEMENTS:
+            raise ValueError("too many values")
     if "data" in record:
-        raw = base64.b64decode(str(record["data"]), validate=True)
+        data = record["data"]
+        if not isinstance(data, str) or len(data) > 12 * size + 16:
+            raise ValueError("data does not match shape")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (ValueError, TypeError):
+            raise ValueError("data is not base64") from None
         if len(raw) != 8 * size:
             raise ValueError("data does not match shape")
         flat = list(struct.unpack(f"<{size}d", raw))
     else:
-        flat = [_float_from_json(x) for x in record.get("values", [])]
+        values = record.get("values", [])
+        if not isinstance(values, list):
+            raise ValueError("values are not a list")
+        flat = [_float_from_json(x) for x in values]
         if len(flat) != size:
             raise ValueError("values do not match shape")
     return tuple(shape), flat
@@ -371,14 +383,18 @@ def compare_values(
     layouts: Optional[Mapping[str, str]] = None,
     reveal: bool = True,
     compare: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    hints: Optional[Mapping[str, str]] = None,
 ) -> List[str]:
     """Compare every expected key; return the list of problems (empty when everything matches).
 
-    ``layouts`` and ``compare`` are looked up by the last part of a key (``"case3/all_h"`` -> ``"all_h"``).
+    ``layouts``, ``compare`` and ``hints`` are looked up by the last part of a key (``"case3/all_h"`` ->
+    ``"all_h"``). A hint replaces the generic explanation of a mismatch of that value (e.g. "switch recording
+    off before returning" instead of "max abs error 1").
     """
     problems = []
     layouts = layouts or {}
     compare = compare or {}
+    hints = hints or {}
     for key in expected:
         if key not in actual:
             problems.append(f"{key}: no value was produced")
@@ -389,7 +405,7 @@ def compare_values(
             spec=compare.get(short),
         )
         if problem:
-            problems.append(problem)
+            problems.append(f"{key}: {hints[short]}" if short in hints else problem)
     return problems
 
 
@@ -399,11 +415,15 @@ def evaluate(actual: Mapping[str, Encoded], entry: Mapping[str, Any], *, reveal:
 
     Most checks are all-or-nothing. An entry with ``"score": {"kind": "accuracy", "key": ..., "zero": a,
     "full": b}`` instead scores the share of predictions equal to the expected labels, linearly from 0 at
-    accuracy ``a`` to full points at ``b``.
+    accuracy ``a`` to full points at ``b``. With ``"kind": "linear"`` the one number under ``key`` is scored
+    linearly from 0 at ``zero`` to full points at ``full`` (``full < zero`` when lower is better, e.g. bits per
+    character); the expected values are not used.
     """
     score = entry.get("score") or {}
     if score.get("kind") == "accuracy":
         return _accuracy(actual, entry, score)
+    if score.get("kind") == "linear":
+        return _linear(actual, score)
     problems = compare_values(
         actual,
         entry["values"],
@@ -412,6 +432,7 @@ def evaluate(actual: Mapping[str, Encoded], entry: Mapping[str, Any], *, reveal:
         layouts=entry.get("layouts") or {},
         reveal=reveal,
         compare=entry.get("compare") or {},
+        hints=entry.get("hints") or {},
     )
     if problems:
         return 0.0, problems, f"{len(problems)} problem(s)"
@@ -436,6 +457,26 @@ def _accuracy(actual: Mapping[str, Encoded], entry: Mapping[str, Any], score: Ma
     fraction = min(1.0, max(0.0, (accuracy - zero) / (full - zero)))
     summary = (f"accuracy {100 * accuracy:.1f}% on {len(want)} names: {100 * fraction:.0f}% of the points "
                f"(0 at {100 * zero:.0f}%, full at {100 * full:.0f}%)")
+    return fraction, ([] if fraction >= 1.0 else [summary]), summary
+
+
+def _linear(actual: Mapping[str, Encoded], score: Mapping[str, Any]) -> Tuple[float, List[str], str]:
+    key = str(score["key"])
+    if key not in actual or actual[key].get("kind") != "array":
+        return 0.0, [f"{key}: no value was produced"], "no value"
+    try:
+        shape, got = decode_array(actual[key])
+    except ValueError as exc:
+        return 0.0, [f"{key}: unreadable value ({exc})"], "unreadable value"
+    if len(got) != 1:
+        return 0.0, [f"{key}: expected one number, got shape {shape}"], "not one number"
+    value, zero, full = got[0], float(score["zero"]), float(score["full"])
+    what = key.replace("_", " ")
+    if not math.isfinite(value):
+        summary = f"{what}: {value} (not a finite number): no points (0 at {zero:g}, full at {full:g})"
+        return 0.0, [summary], summary
+    fraction = min(1.0, max(0.0, (value - zero) / (full - zero)))
+    summary = f"{what} {value:.3f}: {100 * fraction:.0f}% of the points (0 at {zero:g}, full at {full:g})"
     return fraction, ([] if fraction >= 1.0 else [summary]), summary
 
 
@@ -647,9 +688,9 @@ def _run_probe(name: str, probe: Callable[..., Any], seed: Optional[int], kernel
         return _error_report(exc)
 
 
-def _options(rtol: float, atol: float, layouts: Any, compare: Any, score: Any) -> Dict[str, Any]:
+def _options(rtol: float, atol: float, layouts: Any, compare: Any, score: Any, hints: Any = None) -> Dict[str, Any]:
     return {"rtol": rtol, "atol": atol, "layouts": dict(layouts or {}), "compare": dict(compare or {}),
-            "score": dict(score or {})}
+            "score": dict(score or {}), "hints": dict(hints or {})}
 
 
 def check(
@@ -665,6 +706,7 @@ def check(
     layouts: Optional[Mapping[str, str]] = None,
     compare: Optional[Mapping[str, Mapping[str, Any]]] = None,
     score: Optional[Mapping[str, Any]] = None,
+    hints: Optional[Mapping[str, str]] = None,
 ) -> None:
     """Run one check; its ``name`` is the grade_id of the notebook cell that calls it.
 
@@ -674,9 +716,10 @@ def check(
     ``where="referee"``: the probe itself runs in the grader's trusted process (it reads submitted files,
     e.g. the saved model, and never runs student code). ``layouts`` maps a value name to its axis letters
     (``{"all_h": "BTH"}``) for clearer messages; ``compare`` says how text values are compared (see
-    :func:`compare_value`); ``score`` makes the check partial-credit (see :func:`evaluate`).
+    :func:`compare_value`); ``score`` makes the check partial-credit (see :func:`evaluate`); ``hints`` maps a
+    value's name to what its mismatch means in the student's terms.
     """
-    options = _options(rtol, atol, layouts, compare, score)
+    options = _options(rtol, atol, layouts, compare, score, hints)
     if _mode in ("quiet", "probe"):
         if _mode == "probe" and name in _requests and where == "sandbox" and _sink is not None:
             _sink(name, _run_probe(name, probe, _requests[name].get("seed") if seeded else None, kernels))
@@ -729,7 +772,7 @@ def answer_check(
 
         def answer() -> Mapping[str, Any]:
             if notebook:
-                saved = json.loads(Path(notebook).read_text(encoding="utf-8"))
+                saved = json.loads(Path(notebook).read_text(encoding="utf-8-sig"))
                 return transform(read_literal_answer(saved, variable, cell or variable))
             return transform(caller.get(variable))
 
@@ -779,7 +822,7 @@ def _referee_answer(variable: str, cell: str, key: Callable[[], Any], transform:
     try:
         if not path:
             raise AnswerUnreadable("the submitted notebook could not be read")
-        notebook = json.loads(Path(path).read_text(encoding="utf-8"))
+        notebook = json.loads(Path(path).read_text(encoding="utf-8-sig"))
         value = read_literal_answer(notebook, variable, cell)
     except (OSError, ValueError, RecursionError) as exc:
         return {**_error_report(exc), "expected": expected}

@@ -1,0 +1,152 @@
+"""Check this folder before you submit, and pack what Gradescope needs into hw_rnn_submission.zip.
+
+    python check_submission.py            (from the hw_rnn folder; or run the last cell of a notebook)
+
+It uses the autograder's own rules for finding and validating files (hwsubmit.py and hwcrosscheck.py are
+copies of the grader's code; nothing hidden is needed or used) and says what is missing, empty, broken,
+never run or still unfinished. The exit status is 0 only when the folder is ready to submit; then
+hw_rnn_submission.zip holds exactly the files Gradescope expects (upload that zip, or the files themselves).
+It runs none of your code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import hwcheck  # noqa: E402  (next to this file)
+import hwcrosscheck  # noqa: E402
+import hwsubmit  # noqa: E402
+
+MANIFEST = "submission_manifest.json"
+ZIP_NAME = "hw_rnn_submission.zip"
+NOT_DONE = "raise NotImplementedError()"
+
+
+def never_run(notebook: Dict[str, Any]) -> bool:
+    """True when no code cell of the saved notebook has been run (no execution count anywhere)."""
+    return not any(cell.get("execution_count") for cell in notebook.get("cells", [])
+                   if isinstance(cell, dict) and cell.get("cell_type") == "code")
+
+
+def unfinished_cells(notebook: Dict[str, Any]) -> List[str]:
+    """The graded cells that still hold the release's ``raise NotImplementedError()``."""
+    found = []
+    for cell in notebook.get("cells", []):
+        meta = (cell.get("metadata") or {}).get("nbgrader") or {}
+        source = cell.get("source", "")
+        text = "".join(source) if isinstance(source, list) else str(source)
+        if meta.get("solution") and cell.get("cell_type") == "code" and NOT_DONE in text and \
+                "scratch" not in (cell.get("metadata") or {}).get("tags", []):
+            found.append(str(meta.get("grade_id", "?")))
+    return found
+
+
+def answer_problems(notebook: Dict[str, Any], answers: List[str]) -> List[str]:
+    """Typed answers that are empty or that the grader could not read (it reads literals only)."""
+    problems = []
+    for variable in answers:
+        try:
+            value = hwcheck.read_literal_answer(notebook, variable)
+        except hwcheck.AnswerUnreadable as error:
+            problems.append(str(error))
+            continue
+        if value in ("", [], ()):
+            problems.append(f"`{variable}` is still empty")
+    return problems
+
+
+def model_problem(path: Path) -> str:
+    """Why the weights file would be refused before it is even loaded (the grader's zip rules), or ''."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError):
+        return "is not a file written by torch.save (save model.state_dict() with torch.save)"
+    if any(entry.compress_type != zipfile.ZIP_STORED for entry in entries) or \
+            sum(entry.file_size for entry in entries) > path.stat().st_size:
+        return "is not laid out the way torch.save writes files (save it again with torch.save)"
+    try:
+        import torch
+    except ImportError:
+        return ""
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as error:
+        return f"cannot be read with torch.load(weights_only=True): {type(error).__name__}: {str(error)[:120]}"
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return "is not a state_dict (a dict of tensors): save model.state_dict(), not the model"
+    return ""
+
+
+def check(folder: Path) -> Tuple[List[str], List[str], Dict[str, Path]]:
+    """``(problems, notes, {file name in the zip: path})`` for the folder; ready when there is no problem."""
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    notebooks = {name: entry["grade_ids"] for name, entry in manifest["notebooks"].items()}
+    submission = hwsubmit.inspect_submission(folder, notebooks, manifest["submit"])
+    problems: List[str] = []
+    notes: List[str] = []
+    for name, found in submission.files.items():
+        notes += [f"{name}: {note}" for note in found.notes]
+        if found.problem:
+            problems.append(f"{name} {found.problem}")
+    for name, entry in manifest["notebooks"].items():
+        found = submission.files[name]
+        if found.content is None:
+            continue
+        if never_run(found.content):
+            problems.append(f"{name} has never been run: open it, run every cell (Run All) and save it")
+        unfinished = unfinished_cells(found.content)
+        if unfinished:
+            notes.append(f"{name}: not done yet (still raise NotImplementedError): {', '.join(unfinished)}")
+        notes += [f"{name}: {text}" for text in answer_problems(found.content, entry.get("answers", []))]
+    for name in manifest["submit"]:
+        found = submission.files[name]
+        if found.usable and name.endswith(".pt"):
+            problem = model_problem(found.path)
+            if problem:
+                problems.append(f"{name} {problem}")
+    log = submission.files.get(hwsubmit.STUDENT_LOG)
+    if log is not None and log.usable:
+        for note in hwcrosscheck.cross_check(log, submission.files, None):
+            (problems if "DISAGREES" in note or "records no sha256" in note else notes).append(note)
+    files = {name: found.path for name, found in submission.files.items() if found.usable and found.path}
+    return problems, notes, files
+
+
+def write_zip(target: Path, files: Dict[str, Path]) -> None:
+    """The files under the names Gradescope expects, at the top of the zip (deterministic order)."""
+    temporary = target.with_name(f".{target.name}.tmp")
+    with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(files):
+            archive.write(files[name], arcname=name)
+    os.replace(temporary, target)
+
+
+def main(argv: List[str]) -> int:
+    folder = Path(argv[1]).resolve() if len(argv) > 1 else HERE
+    problems, notes, files = check(folder)
+    for note in notes:
+        print(f"  note: {note}")
+    if problems:
+        print(f"NOT READY to submit ({len(problems)} problem(s)):")
+        for problem in problems:
+            print(f"  - {problem}")
+        return 1
+    target = folder / ZIP_NAME
+    write_zip(target, files)
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()[:12]
+    print(f"READY: {target.name} holds {', '.join(sorted(files))} (sha256 {digest}…). Upload it to Gradescope.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
