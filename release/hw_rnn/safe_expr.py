@@ -858,6 +858,11 @@ def _evaluate(expr: sympy.Expr, point: Mapping[sympy.Symbol, object]) -> object 
     return value
 
 
+SAMPLE_SCALES = ((0.05, 0.5), (0.5, 1.5), (1.5, 4.0))
+"""Coordinates of the numeric test points are drawn from each of these ranges (either sign), so an answer that
+agrees with the expected one only on part of the line (e.g. through an absolute value) is still told apart."""
+
+
 def _numeric_verdict(
     answer: sympy.Expr,
     expected: sympy.Expr,
@@ -875,7 +880,8 @@ def _numeric_verdict(
     for _ in range(3 * trials):
         point: dict[sympy.Symbol, object] = {}
         for sym in symbols:
-            magnitude = Fraction(round(rng.uniform(0.5, 1.5) * 10**6), 10**6)
+            low, high = SAMPLE_SCALES[rng.randrange(len(SAMPLE_SCALES))]  # small, moderate and large magnitudes
+            magnitude = Fraction(round(rng.uniform(low, high) * 10**6), 10**6)
             if rng.random() < 0.5:
                 magnitude = -magnitude
             point[sym] = _MP.mpf(magnitude.numerator) / magnitude.denominator
@@ -918,7 +924,7 @@ def equivalent(
     functions: FunctionMap | None = None,
     target: str | None = None,
     definitions: Mapping[str, ExprLike] | None = None,
-    numeric_trials: int = 8,
+    numeric_trials: int = 16,
     seed: int = 0,
     rtol: float = 1e-9,
     atol: float = 1e-12,
@@ -929,7 +935,7 @@ def equivalent(
     decided symbolically (exactly, via ``sympy.cancel``, for rational
     functions; otherwise ``sympy.expand``), skipping expansions estimated to
     be large; if undecided, both sides are compared at ``numeric_trials``
-    random points (coordinates uniform in ``[0.5, 1.5]`` or ``[-1.5, -0.5]``,
+    random points (each coordinate uniform in one of ``SAMPLE_SCALES``, either sign,
     drawn from ``random.Random(seed)``; points where a side is not finite are
     skipped).  Expressions that cannot be evaluated numerically (e.g. calls
     to ``sympy.Function("f")``-style undefined functions) are compared by
