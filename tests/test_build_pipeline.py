@@ -113,7 +113,7 @@ def test_solutions_read_like_a_finished_notebook(fast_build):
     assert any("100%" in "".join(o.get("text", "")) for c in trained.cells for o in c.get("outputs", []))
 
 
-@pytest.mark.parametrize("name", ["q_rnn_last_name.ipynb", "q_written.ipynb"])
+@pytest.mark.parametrize("name", ["q_rnn_last_name.ipynb", "q_written.ipynb", "q_char_lm.ipynb"])
 def test_run_all_on_the_blank_release_first_stops_at_unfinished_work(fast_build, name):
     """Run All stops at the first error: on the blank release that must be a part the student fills in (or its
     check), never the set-up, given code or an ungraded scratch cell (q_rnn_and_grad: the test above)."""
