@@ -56,7 +56,8 @@ SUSPICIOUS = re.compile(
     r"\bnn\.(?:RNN|LSTM|GRU)(?:Cell)?\b|\b_VF\b|\brnn_(?:tanh|relu)\b|\b(?:lstm|gru)_cell\b|TorchFunctionMode|"
     r"_python_dispatch|torch_function_stack|DisableTorchFunction|_disabled_torch_function|RECURRENT_KERNELS|"
     r"recurrent_kernel_trace|_run_probe|use_probe_mode|HWGRADE_EVENTS_FD|gc\.get_objects|/proc/self|\b_sink\b|"
-    r"getattr\(\s*torch\b|\bhwcheck\.\w+\s*=[^=]|setattr\(\s*hwcheck|sys\.stdin")
+    r"getattr\(\s*torch\b|\bhwcheck\.\w+\s*=[^=]|setattr\(\s*hwcheck|sys\.stdin|\bthreading\b|"
+    r"concurrent\.futures|vars\(\s*torch|torch\.__dict__|_VariableFunctions|importlib")
 """Texts that a notebook which writes its own recurrent layers has no need for: flagged for the staff (never a
 verdict: a student may well compare their layer with torch.nn.LSTM in a scratch cell)."""
 SETUP_FAILURES = ("ImportError", "ModuleNotFoundError", "MemoryError", "OSError", "ended the grading process",
@@ -172,6 +173,7 @@ class Grading:
         self.seeds: Dict[str, int] = {}
         self.write_failures = 0
         self.misconfigured = ""  # set when the sandbox or the referee cannot even start: a staff problem
+        self.scratch: Optional[Scratch] = None
         for suite in course.suites:
             for check in suite.checks:
                 self.checks[check.grade_id] = CheckResult(check.grade_id, suite.name, 0.0, check.points, check.hidden,
@@ -208,7 +210,7 @@ class Grading:
 
     def _grade_notebooks(self) -> None:
         assert self.submission is not None
-        scratch = Scratch(self.user, self.scratch_base)
+        scratch = self.scratch = Scratch(self.user, self.scratch_base)
         try:
             runtime = scratch.install_runtime([*self.course.runtime_files, Path(CHILD_FILE)])
             pending = list(self.course.suites)
@@ -227,12 +229,13 @@ class Grading:
                     self._sweep(suite.name)
         finally:
             scratch.cleanup()
+            self.scratch = None
 
     def _sweep(self, notebook: Optional[str] = None) -> None:
         """Kill whatever the sandbox account left running and remove its files in the shared temp folders."""
         if not self.sweep_user:
             return
-        report = sweep(self.user)
+        report = sweep(self.user, keep=[self.scratch.root] if self.scratch is not None else [])
         if notebook is not None and report:
             outcome = self.outcomes[notebook]
             for key, value in report.items():
