@@ -10,9 +10,11 @@ it left in the shared temporary folders.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -141,8 +143,17 @@ def public_golden_reports(course: Any) -> Dict[str, Dict[str, Any]]:
             part = check.grade_id.replace("_hidden", "_public").replace("stacked_rnn", "stacked").replace(
                 "stacked_lstm", "stacked")
             if part in public:
-                forged[check.grade_id] = {"values": public[part]["values"], "kernels": []}
+                forged[check.grade_id] = {"values": {key: as_sent(value) for key, value in
+                                                     public[part]["values"].items()}, "kernels": []}
     return forged
+
+
+def as_sent(record: Dict[str, Any]) -> Dict[str, Any]:
+    """A recorded value as a child sends it: arrays as base64 little-endian float64 ``data``."""
+    if record.get("kind") != "array":
+        return record
+    packed = struct.pack(f"<{len(record['values'])}d", *record["values"])
+    return {"kind": "array", "shape": record["shape"], "data": base64.b64encode(packed).decode()}
 
 
 # -- 1. forging reports ---------------------------------------------------------------------------------------
@@ -214,6 +225,7 @@ def test_a_leaked_lookup_table_from_an_earlier_grading_earns_nothing(tmp_path, n
 
 LOOK_AROUND = r"""
 import os
+import struct
 found = []
 for key, value in os.environ.items():
     if any(word in (key + value).lower() for word in ("hidden", "surname", "golden", "key", "referee")):
@@ -347,6 +359,7 @@ def test_a_daemon_that_kills_sweepers_does_not_outlive_the_grading(tmp_path, not
 
 FILL_SHARED = r"""
 import os
+import struct
 written = 0
 for index in range(40):
     for folder in ("/dev/shm", "/tmp"):
@@ -370,6 +383,7 @@ def test_filling_the_shared_temporary_space_costs_only_that_cell(tmp_path, noteb
 
 FLOOD = r"""
 import os
+import struct
 fd = int(os.environ["HWGRADE_EVENTS_FD"])
 line = b'{"event": "cell", "index": 3, "status": "error", "error": "' + b"x" * 20 + b'"}\n'
 for _ in range(150_000):
@@ -625,6 +639,7 @@ def test_grading_from_a_readable_checkout_first_makes_it_unreadable(tmp_path, no
 
 MALFORMED = r"""
 import os
+import struct
 import hwcheck as _h
 _original = _h._run_probe
 
@@ -795,6 +810,7 @@ def test_answers_carried_in_the_model_file_do_not_match_the_next_grading(tmp_pat
 
 DEEP_TREE = r"""
 import os
+import struct
 os.chdir("/tmp")
 os.mkdir(f"deep-{os.getpid()}")
 os.chdir(f"deep-{os.getpid()}")
@@ -805,6 +821,7 @@ os.chdir(os.path.expanduser("~"))
 """
 STOP_READING = r"""
 import os
+import struct
 KEEP = os.dup(0)  # the grader's pipe stays open, but nobody will read it again
 os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
 """

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
+from .landlock import read_confinement, readable_folders
+
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
 ReportListener = Callable[[str, Dict[str, Any], float], None]
 MAX_EVENT_BYTES = 2 * 1024**2
@@ -195,10 +197,14 @@ def _no_internet() -> Callable[[], bool]:
     return install
 
 
-def _limit_child(limits: Limits, user: Optional[SandboxUser], offline: bool = False) -> Callable[[], None]:
+def _limit_child(limits: Limits, user: Optional[SandboxUser], offline: bool = False,
+                 readable: Optional[Sequence[str]] = None) -> Callable[[], None]:
+    """The ``preexec_fn`` of a child: its own session, resource limits, the sandbox account, and when ``offline``
+    no internet; when ``readable`` is given, it may read only beneath those folders (:mod:`.landlock`)."""
     die_with_parent = _parent_death_signal()
     grader = os.getpid()
     no_internet = _no_internet() if offline else (lambda: False)
+    confine = read_confinement(readable) if readable is not None else (lambda: False)
 
     def apply() -> None:
         import resource
@@ -215,6 +221,7 @@ def _limit_child(limits: Limits, user: Optional[SandboxUser], offline: bool = Fa
             os.setgid(user.gid)
             os.setuid(user.uid)
         no_internet()
+        confine()
         die_with_parent()  # after the uid change, which would clear it
         if os.getppid() != grader:  # the grader died before the signal was armed
             os._exit(1)
@@ -228,6 +235,7 @@ def _child_env(workdir: Path, extra: Mapping[str, str]) -> Dict[str, str]:
         **extra,
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": str(workdir),
+        "TMPDIR": str(workdir),  # the only folder the sandbox may both write and read back
         "LANG": "C.UTF-8",
         "MPLBACKEND": "Agg",
         "MPLCONFIGDIR": str(workdir / ".matplotlib"),
@@ -443,7 +451,9 @@ class _Child:
             cwd=str(workdir),
             env=env,
             pass_fds=(write_fd,),
-            preexec_fn=_limit_child(limits, user, offline=job.mode == "sandbox"),
+            preexec_fn=_limit_child(limits, user, offline=job.mode == "sandbox",
+                                    readable=readable_folders(python, [workdir, runtime_dir])
+                                    if job.mode == "sandbox" else None),
         )
         os.close(write_fd)
         self.events = os.fdopen(read_fd, "rb", buffering=0)

@@ -142,7 +142,13 @@ _Status = Tuple[Tuple[int, ...], str]
 
 
 def _status(pid: int) -> Optional[_Status]:
-    """``((real, effective, saved, filesystem uid), state letter)`` of a process; ``None`` once it has gone."""
+    """``((real, effective, saved, filesystem uid), state letter)`` of a process; ``None`` once it has gone.
+
+    Only ``\n`` ends a line: the kernel escapes ``\n`` in a process name (``Name:``, which the process sets
+    itself) but not other separators that ``str.splitlines`` would honour, such as ``\x1c``; a process named
+    ``"\x1cUid:x"`` must not hide from the sweep. When the file cannot be read as expected, the owner of
+    ``/proc/<pid>`` (its effective uid) stands in for all four uids.
+    """
     try:
         with open(f"/proc/{pid}/status", "rb") as handle:
             text = handle.read().decode("utf-8", "replace")
@@ -150,16 +156,22 @@ def _status(pid: int) -> Optional[_Status]:
         return None
     uids: Tuple[int, ...] = ()
     state = "?"
-    for line in text.splitlines():  # the kernel escapes control characters in Name:, so lines are lines
-        key, _, value = line.partition(":")
+    for line in text.split("\n"):
+        key, _, value = line.partition(":\t")
         if key == "State":
             state = value.strip()[:1] or "?"
         elif key == "Uid":
             try:
                 uids = tuple(int(field) for field in value.split())
             except ValueError:
-                return None
-    return (uids, state) if len(uids) == 4 else None
+                uids = ()
+    if len(uids) != 4:
+        try:
+            owner = os.stat(f"/proc/{pid}").st_uid
+        except OSError:
+            return None
+        uids = (owner,) * 4
+    return uids, state
 
 
 def _is_target(pid: int, status: Optional[_Status], uid: int) -> bool:
