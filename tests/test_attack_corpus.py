@@ -10,9 +10,11 @@ it left in the shared temporary folders.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -142,8 +144,17 @@ def public_golden_reports(course: Any) -> Dict[str, Dict[str, Any]]:
             part = check.grade_id.replace("_hidden", "_public").replace("stacked_rnn", "stacked").replace(
                 "stacked_lstm", "stacked")
             if part in public:
-                forged[check.grade_id] = {"values": public[part]["values"], "kernels": []}
+                forged[check.grade_id] = {"values": {key: as_sent(value) for key, value in
+                                                     public[part]["values"].items()}, "kernels": []}
     return forged
+
+
+def as_sent(record: Dict[str, Any]) -> Dict[str, Any]:
+    """A recorded value as a child sends it: arrays as base64 little-endian float64 ``data``."""
+    if record.get("kind") != "array":
+        return record
+    packed = struct.pack(f"<{len(record['values'])}d", *record["values"])
+    return {"kind": "array", "shape": record["shape"], "data": base64.b64encode(packed).decode()}
 
 
 # -- 1. forging reports ---------------------------------------------------------------------------------------
@@ -216,6 +227,7 @@ def test_a_leaked_lookup_table_from_an_earlier_grading_earns_nothing(tmp_path, n
 
 LOOK_AROUND = r"""
 import os
+import struct
 found = []
 for key, value in os.environ.items():
     if any(word in (key + value).lower() for word in ("hidden", "surname", "golden", "key", "referee")):
@@ -349,6 +361,7 @@ def test_a_daemon_that_kills_sweepers_does_not_outlive_the_grading(tmp_path, not
 
 FILL_SHARED = r"""
 import os
+import struct
 written = 0
 for index in range(40):
     for folder in ("/dev/shm", "/tmp"):
@@ -372,6 +385,7 @@ def test_filling_the_shared_temporary_space_costs_only_that_cell(tmp_path, noteb
 
 FLOOD = r"""
 import os
+import struct
 fd = int(os.environ["HWGRADE_EVENTS_FD"])
 line = b'{"event": "cell", "index": 3, "status": "error", "error": "' + b"x" * 20 + b'"}\n'
 for _ in range(150_000):
@@ -628,6 +642,7 @@ def test_grading_from_a_readable_checkout_first_makes_it_unreadable(tmp_path, no
 
 MALFORMED = r"""
 import os
+import struct
 import hwcheck as _h
 _original = _h._run_probe
 
@@ -674,6 +689,8 @@ except OSError as error:
 libc = ctypes.CDLL(None, use_errno=True)
 key = libc.syscall(248, b"user", b"answers", b"42", 2, -4)  # add_key to the account's user keyring
 results.append("keyring " + ("stored" if key > 0 else f"refused ({{ctypes.get_errno()}})"))
+queue = libc.syscall(240, b"/hwanswers", 0o102, 0o600, None)  # mq_open(O_CREAT | O_RDWR)
+results.append("mqueue " + ("opened" if queue >= 0 else f"refused ({{ctypes.get_errno()}})"))
 raise RuntimeError("CHANNELS: " + ", ".join(results))
 """
 
@@ -701,7 +718,8 @@ def test_no_internet_and_no_keyring_from_the_sandbox(tmp_path, notebooks, course
     grading, results, _ = grade(tmp_path, {RNN_NB: insert_cell(notebooks[f"solution/{RNN_NB}"], "setup", cell)},
                                 account, course)
     server.close()
-    assert "CHANNELS: no connection (1), keyring refused (1)" in results["output"], results["output"][:2000]
+    assert "CHANNELS: no connection (1), keyring refused (1), mqueue refused (1)" in results["output"], \
+        results["output"][:2000]
     assert received == [] and points_of(grading, RNN_NB) == 29
 
 
@@ -789,3 +807,52 @@ def test_answers_carried_in_the_model_file_do_not_match_the_next_grading(tmp_pat
     second, _, _ = grade(tmp_path / "second", {NAMES_NB: notebook, "surname_model.pt": buffer.getvalue()}, account,
                          course)
     assert second.checks["test_encoding_hidden"].points == 0 and second.checks["test_classifier_hidden"].points == 0
+
+
+# -- 12. round two of the red team: deep trees, a child that stops reading, memory across processes -------------
+
+DEEP_TREE = r"""
+import os
+import struct
+os.chdir("/tmp")
+os.mkdir(f"deep-{os.getpid()}")
+os.chdir(f"deep-{os.getpid()}")
+for _ in range(6000):  # far deeper than Python's recursion limit and than PATH_MAX
+    os.mkdir("d")
+    os.chdir("d")
+os.chdir(os.path.expanduser("~"))
+"""
+STOP_READING = r"""
+import os
+import struct
+KEEP = os.dup(0)  # the grader's pipe stays open, but nobody will read it again
+os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
+"""
+MEMORY_ACROSS_PROCESSES = r"""
+import os, time
+children = []
+for _ in range(6):
+    pid = os.fork()
+    if pid == 0:
+        hog = bytearray(150 * 1024**2)  # each process stays under its own limit
+        for i in range(0, len(hog), 4096):
+            hog[i] = 1
+        time.sleep(60)
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.parametrize("attack", ["deep tree", "stop reading", "memory across processes"])
+def test_round_two_attacks_cost_only_their_own_cells(tmp_path, notebooks, course, account, attack):
+    cell = {"deep tree": DEEP_TREE, "stop reading": STOP_READING, "memory across processes": MEMORY_ACROSS_PROCESSES}
+    started = time.monotonic()
+    grading, results, log = grade(tmp_path, {RNN_NB: insert_cell(notebooks[f"solution/{RNN_NB}"], "setup",
+                                                                   cell[attack])}, account, course)
+    assert time.monotonic() - started < 300 and grading.finished and not log["internal_errors"]
+    if attack != "stop reading":  # a child that reads nothing more gets no checks: that is its own doing
+        assert points_of(grading, RNN_NB) == 29, {n: r.message for n, r in grading.checks.items() if not r.passed}
+    if attack == "memory across processes":
+        assert "used more memory than a notebook may" in results["output"]

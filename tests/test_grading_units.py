@@ -72,6 +72,19 @@ def test_broken_notebooks_are_reported_by_name(tmp_path: Path, content: bytes, p
     assert not found.usable and problem in found.problem
 
 
+def test_notebooks_and_logs_padded_with_json_values_are_refused_before_parsing(tmp_path: Path) -> None:
+    """20 MB of ``[{},{},...]`` would become millions of Python objects in the root grader: refused unparsed."""
+    padding = b"[" + b",".join([b"{}"] * 500_000) + b"]"
+    (tmp_path / "q_a.ipynb").write_bytes(b'{"nbformat": 4, "cells": [], "metadata": {"pad": ' + padding + b"}}")
+    (tmp_path / "submission_log.json").write_bytes(padding)
+    (tmp_path / "q_b.ipynb").write_text(json.dumps(notebook(*[code(f"x = {i}", "b_cell") for i in range(500)])))
+    found = inspect(tmp_path)
+    for name in ("q_a.ipynb", "submission_log.json"):
+        assert not found.file(name).usable and found.file(name).content is None
+        assert "too many JSON values" in found.file(name).problem and "save it again" in found.file(name).problem
+    assert found.file("q_b.ipynb").usable  # a long real notebook is far below the bound
+
+
 def test_another_notebook_under_the_right_name_is_noted(tmp_path: Path) -> None:
     (tmp_path / "q_a.ipynb").write_text(json.dumps(notebook(code("print(1)", "b_cell"))))
     found = inspect(tmp_path).file("q_a.ipynb")

@@ -394,6 +394,9 @@ def test_numeric_check_is_deterministic() -> None:
         "exp(exp(exp(10)))",
         "exp(1e15 w)",
         "tanh(1e15 w) w",
+        "(999^10*997^10w+999^10*997^10u1+999^10*997^10u2+u3)^10/(999^10*997^10w-999^10*997^10u1+u2+3u3)^10",
+        "(7^10*9^10w+7^10*9^10u1+7^10*9^10u2+u3)^10/(7^10*9^10w-7^10*9^10u1+u2+3u3)^10",
+        "999999999999999 w",
     ],
 )
 def test_expensive_answers_stay_cheap(answer: str) -> None:

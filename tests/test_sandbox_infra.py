@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional, Set
 import pytest
 from grading_fixtures import CREATE_USER, NEEDS_ROOT, ensure_sandbox_user, shared_dir
 
-from assignkit.grading import grade, sandbox
+from assignkit.grading import grade, landlock, runner, sandbox
 from assignkit.grading.runner import Limits, SandboxUser
 
 MIB = 1024**2
@@ -171,6 +171,80 @@ def test_sweep_kills_a_double_forked_daemon_that_kills_sweepers(account: Sandbox
         bystander.wait()
 
 
+DISGUISED_DAEMON = r"""
+import ctypes, os, time
+if os.fork():
+    os._exit(0)
+os.setsid()
+if os.fork():
+    os._exit(0)
+ctypes.CDLL(None).prctl(15, b"\x1cUid:\tx", 0, 0, 0)  # PR_SET_NAME: a name that reads as a second Uid line
+print(os.getpid(), flush=True)
+null = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)
+time.sleep(120)
+"""
+
+
+@NEEDS_ROOT
+def test_sweep_kills_a_daemon_whose_name_forges_a_status_line(account: SandboxUser) -> None:
+    started = run_as(account, DISGUISED_DAEMON)
+    daemon = int(started.stdout.split()[0])
+    try:
+        time.sleep(0.2)
+        assert os.stat(f"/proc/{daemon}").st_uid == account.uid
+        assert "\x1cUid:" in Path(f"/proc/{daemon}/status").read_text(errors="replace")
+        report = sandbox.sweep(account)
+        time.sleep(0.1)
+        state = Path(f"/proc/{daemon}/stat").read_text().rsplit(")", 1)[1].split()[0] \
+            if os.path.exists(f"/proc/{daemon}") else "gone"
+        assert state in ("gone", "Z"), report
+        assert report["processes_killed"] >= 1
+    finally:
+        sandbox.sweep(account)
+
+
+@NEEDS_ROOT
+def test_the_sandboxed_child_reads_only_its_own_folders(account: SandboxUser, tmp_path: Path) -> None:
+    """A world-readable copy of the course elsewhere (a sibling checkout) is out of the child's reach (Landlock),
+    while the interpreter, its packages and the child's work folder stay usable."""
+    if not landlock.supported():
+        pytest.skip("this kernel has no Landlock")
+    sibling = Path(tempfile.mkdtemp(prefix="hwsibling-"))
+    work = Path(tempfile.mkdtemp(prefix="hwwork-"))
+    try:
+        os.chmod(sibling, 0o755)
+        (sibling / "solutions.ipynb").write_text("the answer key")
+        os.chmod(sibling / "solutions.ipynb", 0o644)
+        (work / "mine.txt").write_text("the student's")
+        shutil.chown(work, account.uid, account.gid)
+        shutil.chown(work / "mine.txt", account.uid, account.gid)
+        code = f"""
+import numpy
+print(open("{work}/mine.txt").read())
+try:
+    print(open("{sibling}/solutions.ipynb").read())
+except PermissionError:
+    print("refused")
+try:
+    print(os.listdir("{sibling}"))
+except PermissionError:
+    print("refused")
+"""
+        readable = landlock.readable_folders(sys.executable, [work])
+        child = subprocess.run([sys.executable, "-I", "-c", "import os\n" + code], capture_output=True, text=True,
+                               timeout=60, cwd=str(work), env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
+                               preexec_fn=runner._limit_child(Limits(), account, offline=True, readable=readable))
+        assert child.returncode == 0, child.stderr
+        assert child.stdout.split("\n")[:3] == ["the student's", "refused", "refused"], child.stdout
+        opened = run_as(account, f"print(open('{sibling}/solutions.ipynb').read())")
+        assert opened.stdout.strip() == "the answer key"  # only Landlock stood in the way
+    finally:
+        shutil.rmtree(sibling, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 @NEEDS_ROOT
 def test_sweep_converges_on_a_fork_bomb(account: SandboxUser) -> None:
     try:
@@ -192,6 +266,7 @@ def test_sweep_removes_the_accounts_files_and_ipc_but_nothing_of_others(account:
     tag = f"hwsweep{os.getpid()}"
     shared = Path(tempfile.mkdtemp(prefix=f"{tag}-rootdir-"))  # root-owned, writable by all: looked into
     scratch = Path(tempfile.mkdtemp(prefix="hwgrade-"))  # a grading under way: its work folder stays
+    left_behind = Path(tempfile.mkdtemp(prefix="hwgrade-"))
     others = [Path(f"/tmp/{tag}-root"), Path(f"/var/tmp/{tag}-other"), shared / f"{tag}-root-inner",
               scratch / "work-q" / "cell_output.txt"]
     try:
@@ -222,9 +297,11 @@ print(ctypes.CDLL(None).shmget(0, 4096, 0o1600))
             return {int(line.split()[column]) for line in lines[1:]}
 
         assert shmid in shm_ids()
-        report = sandbox.sweep(account)
+        (left_behind / "work-q").mkdir()  # the scratch folder of a grader that was killed: cleared
+        os.chown(left_behind / "work-q", account.uid, account.gid)
+        report = sandbox.sweep(account, keep=[scratch])
         mine = [f"/tmp/{tag}-file", f"/var/tmp/{tag}-dir", f"/dev/shm/{tag}-shm", f"{shared}/{tag}-inner",
-                f"/tmp/{tag}-link"]
+                f"/tmp/{tag}-link", str(left_behind / "work-q")]
         for path in mine:
             assert not os.path.lexists(path), (path, report)
         for path in others:
@@ -238,6 +315,7 @@ print(ctypes.CDLL(None).shmget(0, 4096, 0o1600))
             path.unlink(missing_ok=True)
         shutil.rmtree(shared, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(left_behind, ignore_errors=True)
 
 
 @NEEDS_ROOT

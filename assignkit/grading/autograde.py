@@ -47,18 +47,23 @@ MIN_NOTEBOOK_SECONDS = 5.0
 MAX_CELL_NOTES = 8
 HIDDEN_SURNAMES = "surnames_test_hidden.tsv"
 LIBRARIES = ("torch", "numpy", "ipython", "matplotlib", "otter-grader", "nbgrader")
-REFEREE_LIMITS = Limits(cell_seconds=120.0, check_seconds=60.0, notebook_seconds=240.0, max_restarts=8)
-"""The referee runs staff code on hostile *data* (typed answers, weights files): the sandbox's memory limits,
-more time per check (it may evaluate a whole hidden test set), and it runs alone, never beside a sandbox."""
+REFEREE_LIMITS = Limits(cell_seconds=120.0, check_seconds=10.0, notebook_seconds=240.0, max_restarts=12)
+"""The referee runs staff code on hostile *data* (typed answers, weights files): the sandbox's memory limits, and
+a check may take 10 s (the whole hidden test set takes about 2 s; a typed answer made to keep sympy busy is
+stopped there and costs only itself). It runs alone, never beside a sandbox."""
 MAX_SUMMARY_NOTES = 12
 SWEEP_COUNTERS = ("processes_killed", "rounds", "paths_removed_count", "bytes_freed", "ipc_removed")
 SUSPICIOUS = re.compile(
     r"\bnn\.(?:RNN|LSTM|GRU)(?:Cell)?\b|\b_VF\b|\brnn_(?:tanh|relu)\b|\b(?:lstm|gru)_cell\b|TorchFunctionMode|"
     r"_python_dispatch|torch_function_stack|DisableTorchFunction|_disabled_torch_function|RECURRENT_KERNELS|"
     r"recurrent_kernel_trace|_run_probe|use_probe_mode|HWGRADE_EVENTS_FD|gc\.get_objects|/proc/self|\b_sink\b|"
-    r"getattr\(\s*torch\b|\bhwcheck\.\w+\s*=[^=]|setattr\(\s*hwcheck|sys\.stdin")
+    r"getattr\(\s*torch\b|\bhwcheck\.\w+\s*=[^=]|setattr\(\s*hwcheck|sys\.stdin|\bthreading\b|"
+    r"concurrent\.futures|\bvars\(|torch\.__dict__|_VariableFunctions|importlib|functional_call|\bThread\(|"
+    r"\b_thread\b|multiprocessing")
 """Texts that a notebook which writes its own recurrent layers has no need for: flagged for the staff (never a
 verdict: a student may well compare their layer with torch.nn.LSTM in a scratch cell)."""
+SETUP_CELLS = 3
+"""How many of a notebook's first code cells count as its set-up (the folder cell, the imports, the helpers)."""
 SETUP_FAILURES = ("ImportError", "ModuleNotFoundError", "MemoryError", "OSError", "ended the grading process",
                   "took too long")
 MISCONFIGURED = "not graded: the autograder is misconfigured (the course staff need to fix it; please tell them)"
@@ -172,6 +177,7 @@ class Grading:
         self.seeds: Dict[str, int] = {}
         self.write_failures = 0
         self.misconfigured = ""  # set when the sandbox or the referee cannot even start: a staff problem
+        self.scratch: Optional[Scratch] = None
         for suite in course.suites:
             for check in suite.checks:
                 self.checks[check.grade_id] = CheckResult(check.grade_id, suite.name, 0.0, check.points, check.hidden,
@@ -208,7 +214,7 @@ class Grading:
 
     def _grade_notebooks(self) -> None:
         assert self.submission is not None
-        scratch = Scratch(self.user, self.scratch_base)
+        scratch = self.scratch = Scratch(self.user, self.scratch_base)
         try:
             runtime = scratch.install_runtime([*self.course.runtime_files, Path(CHILD_FILE)])
             pending = list(self.course.suites)
@@ -227,12 +233,13 @@ class Grading:
                     self._sweep(suite.name)
         finally:
             scratch.cleanup()
+            self.scratch = None
 
     def _sweep(self, notebook: Optional[str] = None) -> None:
         """Kill whatever the sandbox account left running and remove its files in the shared temp folders."""
         if not self.sweep_user:
             return
-        report = sweep(self.user)
+        report = sweep(self.user, keep=[self.scratch.root] if self.scratch is not None else [])
         if notebook is not None and report:
             outcome = self.outcomes[notebook]
             for key, value in report.items():
@@ -307,11 +314,12 @@ class Grading:
         return {name: file.path for name, file in found.items() if file.usable and file.path is not None}
 
     def _check_sandbox_starts(self, run: NotebookRun, notebook: str) -> None:
-        """A notebook whose first cell (the set-up: imports) could not run, or whose children died before any cell
-        did, may mean a broken set-up (e.g. a torch build that cannot be imported under the sandbox's limits):
-        then ask a fresh sandboxed process to import what notebooks need, and if it cannot, stop grading."""
-        first = run.cells[min(run.cells)] if run.cells else "ended the grading process"
-        if first == "ok" or not any(sign in first for sign in SETUP_FAILURES):
+        """A notebook whose first cells (the folder and the set-up: imports) could not run, or whose children died
+        before any cell did, may mean a broken set-up (e.g. a torch build that cannot be imported under the
+        sandbox's limits): then ask a fresh sandboxed process to import what notebooks need, and if it cannot,
+        stop grading."""
+        first = [run.cells[index] for index in sorted(run.cells)[:SETUP_CELLS]] or ["ended the grading process"]
+        if not any(sign in status for status in first if status != "ok" for sign in SETUP_FAILURES):
             return
         self._sweep(notebook)  # nothing the student left running may take part in the test
         problem = preflight(self.user, self.limits)
@@ -328,13 +336,17 @@ class Grading:
             return {}
         outcome = self.outcomes[suite.name]
         master = self.course.master_path(suite)
+        by_id = {check.grade_id: check for check in suite.checks}
         submitted = {suite.filename: self.submission.file(suite.filename).path, **self._submitted_files(suite)}
         workdir, copies = scratch.referee_dir(suite.name, master, self.course.public_data, self.course.hidden_data_dir,
                                               submitted)
         try:
             copies = {("notebook" if name == suite.filename else name): path for name, path in copies.items()}
-            checks = [CheckRun(check.grade_id, check_source, seeds.get(check.grade_id), check.grade_id in wanted)
-                      for check, check_source in self.course.check_sources(suite)]
+            # the expected values first (staff code on the grader's seeds), the checks that read the student's
+            # files last: a typed answer or weights file that uses up the referee's time then costs only itself
+            checks = sorted((CheckRun(check.grade_id, check_source, seeds.get(check.grade_id), check.grade_id in wanted)
+                             for check, check_source in self.course.check_sources(suite)),
+                            key=lambda run: not by_id[run.grade_id].in_sandbox)
             env = {}
             if self.course.hidden_data_dir is not None and (workdir / "hidden_data" / HIDDEN_SURNAMES).is_file():
                 env["HW_HIDDEN_SURNAMES"] = str(workdir / "hidden_data" / HIDDEN_SURNAMES)

@@ -11,14 +11,18 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
+
+from .landlock import read_confinement, readable_folders
 
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
 ReportListener = Callable[[str, Dict[str, Any], float], None]
@@ -52,6 +56,8 @@ class Limits:
     processes: int = 64
     output_bytes_kept: int = 64 * 1024
     max_restarts: int = 6
+    total_rss_bytes: int = 560 * 1024**2  # all processes of a sandboxed run together (the per-process limits
+    # above do not add up: 64 processes could each hold their data limit); with the grader, under 700 MB
 
 
 @dataclass(frozen=True)
@@ -165,8 +171,9 @@ def _no_internet() -> Callable[[], bool]:
     load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
     allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
     # io_uring_setup could open sockets behind the filter's back; add_key, request_key and keyctl reach the
-    # kernel's keyrings, which outlive every process of the account (a channel from one grading to the next)
-    denied = (425, 248, 249, 250)
+    # kernel's keyrings and mq_open POSIX message queues, which outlive every process of the account (a channel
+    # from one grading to the next)
+    denied = (425, 248, 249, 250, 240)  # 240: mq_open (POSIX message queues persist without a process)
     head = [(load, 0, 0, 4), (jeq, 1, 0, 0xC000003E), (ret, 0, 0, deny),  # arch must be x86-64
             (load, 0, 0, 0), (jge, 0, 1, 0x40000000), (ret, 0, 0, deny)]  # no x32 system calls
     tail = [(jeq, 0, 3, 41), (load, 0, 0, 16), (jeq, 2, 0, 2), (jeq, 1, 0, 10),  # socket(AF_INET | AF_INET6)
@@ -190,10 +197,14 @@ def _no_internet() -> Callable[[], bool]:
     return install
 
 
-def _limit_child(limits: Limits, user: Optional[SandboxUser], offline: bool = False) -> Callable[[], None]:
+def _limit_child(limits: Limits, user: Optional[SandboxUser], offline: bool = False,
+                 readable: Optional[Sequence[str]] = None) -> Callable[[], None]:
+    """The ``preexec_fn`` of a child: its own session, resource limits, the sandbox account, and when ``offline``
+    no internet; when ``readable`` is given, it may read only beneath those folders (:mod:`.landlock`)."""
     die_with_parent = _parent_death_signal()
     grader = os.getpid()
     no_internet = _no_internet() if offline else (lambda: False)
+    confine = read_confinement(readable) if readable is not None else (lambda: False)
 
     def apply() -> None:
         import resource
@@ -210,6 +221,7 @@ def _limit_child(limits: Limits, user: Optional[SandboxUser], offline: bool = Fa
             os.setgid(user.gid)
             os.setuid(user.uid)
         no_internet()
+        confine()
         die_with_parent()  # after the uid change, which would clear it
         if os.getppid() != grader:  # the grader died before the signal was armed
             os._exit(1)
@@ -223,6 +235,7 @@ def _child_env(workdir: Path, extra: Mapping[str, str]) -> Dict[str, str]:
         **extra,
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": str(workdir),
+        "TMPDIR": str(workdir),  # the only folder the sandbox may both write and read back
         "LANG": "C.UTF-8",
         "MPLBACKEND": "Agg",
         "MPLCONFIGDIR": str(workdir / ".matplotlib"),
@@ -307,15 +320,20 @@ def clean(value: Any, depth: int = 0) -> Any:
 
 
 class SpaceWatchdog:
-    """Notices a child filling the machine's shared temporary space (disk, inodes, or tmpfs memory).
+    """Notices a sandboxed run taking more than its share of the machine: the shared temporary space (disk,
+    inodes, tmpfs memory) or, all its processes together, memory.
 
-    Compares ``statvfs`` of each shared temporary folder with what it was when the child started, a few
-    times a second (cheap). Only sandboxed children are watched.
+    Compares ``statvfs`` of each shared temporary folder with what it was when the child started, and adds up
+    the resident memory of the run's processes (the sandbox account's, or the child's session's), a few times a
+    second (cheap). Only sandboxed children are watched.
     """
 
     def __init__(self, active: bool, uid: Optional[int] = None, folders: Sequence[str] = TEMP_FOLDERS,
-                 every: float = 0.2) -> None:
+                 every: float = 0.2, session: Optional[int] = None, max_rss: Optional[int] = None) -> None:
+        self.sandboxed = uid is not None
         self.uid = os.getuid() if uid is None else uid
+        self.session = session
+        self.max_rss = max_rss if active else None
         self.every = every
         self.next_check = 0.0
         self.start: Dict[str, Any] = {}
@@ -325,11 +343,32 @@ class SpaceWatchdog:
             except OSError:
                 continue
 
+    def resident_bytes(self) -> int:
+        """Resident memory of every process of the run (by account when sandboxed, else by session)."""
+        page = os.sysconf("SC_PAGE_SIZE")
+        total = 0
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                if self.sandboxed:
+                    if os.stat(f"/proc/{name}").st_uid != self.uid:
+                        continue
+                elif self.session is None or os.getsid(int(name)) != self.session:
+                    continue
+                with open(f"/proc/{name}/statm", encoding="ascii") as handle:
+                    total += int(handle.read().split()[1]) * page
+            except (OSError, ValueError, IndexError):
+                continue
+        return total
+
     def problem(self) -> str:
         now = time.monotonic()
-        if not self.start or now < self.next_check:
+        if (not self.start and self.max_rss is None) or now < self.next_check:
             return ""
         self.next_check = now + self.every
+        if self.max_rss is not None and self.resident_bytes() > self.max_rss:
+            return f"used more memory than a notebook may ({self.max_rss // 1024**2} MB, all its processes together)"
         for folder, before in self.start.items():
             try:
                 stats = os.statvfs(folder)
@@ -347,21 +386,52 @@ class SpaceWatchdog:
         return ""
 
 
-def owned_by(uid: int, folder: str, limit: int = 50_000) -> Tuple[int, int]:
-    """``(bytes, files)`` that ``uid`` owns in ``folder`` (walked without following links, at most ``limit``)."""
-    total = files = seen = 0
-    for directory, folders, names in os.walk(folder):
-        for name in folders + names:
+def iter_tree(folder: str, limit: int = 50_000) -> Iterator[Tuple[str, os.stat_result]]:
+    """``(path, lstat)`` of everything below ``folder``, at most ``limit`` entries, without recursion (a tree
+    thousands of levels deep is just long) and without following links."""
+    stack, seen = [folder], 0
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries = list(listing)
+        except OSError:
+            continue
+        for entry in entries:
             seen += 1
             if seen > limit:
-                return total, files
+                return
             try:
-                info = os.lstat(os.path.join(directory, name))
+                info = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if info.st_uid == uid:
-                total += info.st_blocks * 512
-                files += 1
+            yield entry.path, info
+            if stat.S_ISDIR(info.st_mode):
+                stack.append(entry.path)
+
+
+def remove_tree(path: str) -> None:
+    """Remove a file or a whole folder tree, however deep (``shutil.rmtree`` recurses and fails on a tree a
+    student made thousands of levels deep); never follows links; never raises."""
+    try:
+        subprocess.run(["rm", "-rf", "--", path], check=False, timeout=120, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    if os.path.lexists(path):
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        except RecursionError:
+            pass
+
+
+def owned_by(uid: int, folder: str, limit: int = 50_000) -> Tuple[int, int]:
+    """``(bytes, files)`` that ``uid`` owns in ``folder`` (walked without following links, at most ``limit``)."""
+    total = files = 0
+    for _, info in iter_tree(folder, limit):
+        if info.st_uid == uid:
+            total += info.st_blocks * 512
+            files += 1
     return total, files
 
 
@@ -381,7 +451,9 @@ class _Child:
             cwd=str(workdir),
             env=env,
             pass_fds=(write_fd,),
-            preexec_fn=_limit_child(limits, user, offline=job.mode == "sandbox"),
+            preexec_fn=_limit_child(limits, user, offline=job.mode == "sandbox",
+                                    readable=readable_folders(python, [workdir, runtime_dir])
+                                    if job.mode == "sandbox" else None),
         )
         os.close(write_fd)
         self.events = os.fdopen(read_fd, "rb", buffering=0)
@@ -392,7 +464,8 @@ class _Child:
         self.peak_rss = 0
         self.bytes_read = 0
         self.events_read = 0
-        self.watchdog = SpaceWatchdog(job.mode == "sandbox", user.uid if user is not None else None)
+        self.watchdog = SpaceWatchdog(job.mode == "sandbox", user.uid if user is not None else None,
+                                      session=self.process.pid, max_rss=limits.total_rss_bytes)
         self.stop_reason = ""
         first = {
             "mode": job.mode,
@@ -405,13 +478,23 @@ class _Child:
         }
         self.send(first)
 
-    def send(self, message: Dict[str, Any]) -> None:
-        try:
-            assert self.process.stdin is not None
-            self.process.stdin.write((json.dumps(message) + "\n").encode("utf-8"))
-            self.process.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass
+    def send(self, message: Dict[str, Any], seconds: float = 10.0) -> None:
+        """Write one line to the child's stdin without ever blocking the grader: a child that stops reading
+        (the pipe holds 64 kB) only gets part of it and then times out like any child that never answers."""
+        assert self.process.stdin is not None
+        data = memoryview((json.dumps(message) + "\n").encode("utf-8"))
+        descriptor = self.process.stdin.fileno()
+        os.set_blocking(descriptor, False)
+        deadline = time.monotonic() + seconds
+        while data and time.monotonic() < deadline:
+            try:
+                _, writable, _ = select.select([], [descriptor], [], 0.25)
+                if writable:
+                    data = data[os.write(descriptor, data):]
+            except BlockingIOError:
+                continue
+            except OSError:  # the child has gone (BrokenPipeError) or closed its stdin
+                return
 
     def next_event(self, deadline: float) -> Optional[Dict[str, Any]]:
         """The next event, ``None`` on timeout; raises ``EOFError`` when the child has gone (or has to go:

@@ -1,15 +1,7 @@
-"""Where and as whom student code runs: the unprivileged accounts, the scratch folders, the lock-down.
+"""As whom student code runs, and what makes that account trustworthy (root only, Linux). The scratch folders
+are :mod:`assignkit.grading.scratch`'s. The bundle, the goldens and the results folder stay ``0700`` root, so
+the sandbox user cannot read them.
 
-Layout of one grading's scratch folder (``0711`` when dropping privileges: others may pass, not list)::
-
-    hwgrade-XXXX/
-        runtime/           root-owned, read-only for the sandbox: child.py, hwcheck.py, safe_expr.py
-        work-<notebook>/   owned by the sandbox user: the notebook, surname_model.pt, public data,
-                           hidden_data/ (inputs only: never labels)
-
-The bundle, the goldens and the results folder stay ``0700`` root, so the sandbox user cannot read them.
-
-Besides the scratch folders, this module holds what makes the sandbox trustworthy (root only, Linux):
 
 * :func:`sweep` — after a grading, root stops and kills every process of the sandbox account (a double-forked
   daemon included) and removes its files from the world-writable folders and its SysV IPC objects;
@@ -35,14 +27,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from .runner import SandboxUser
+from .runner import SandboxUser, iter_tree, remove_tree
 
 DEFAULT_USER = "hwsandbox"
 FALLBACK_USER = "nobody"
 OVERFLOW_UID = 65534  # ``nobody`` under any name
-HIDDEN_INPUT_COLUMNS = ("name",)
 CREATE_USERS = "bash autograder/create_sandbox_user.sh"
 PREFLIGHT_MODULES = ("torch", "numpy", "IPython", "matplotlib")
 
@@ -50,7 +41,6 @@ SWEPT_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
 """World-writable folders where an account can leave files behind (its home is added when it has one of its own)."""
 NOT_A_HOME = frozenset({"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
                         "/run", "/sbin", "/srv", "/sys", "/usr", "/var", *SWEPT_FOLDERS})
-SCRATCH_PREFIX = "hwgrade-"
 """Grading scratch folders (root's, in the temp folder): their work folders are the account's while a grading runs
 — the sweep between two children of one notebook must leave them — and the grader removes them itself."""
 SWEEP_ROUNDS = 60  # kill rounds (a round: stop everything, rescan until nothing new, kill everything)
@@ -152,7 +142,13 @@ _Status = Tuple[Tuple[int, ...], str]
 
 
 def _status(pid: int) -> Optional[_Status]:
-    """``((real, effective, saved, filesystem uid), state letter)`` of a process; ``None`` once it has gone."""
+    """``((real, effective, saved, filesystem uid), state letter)`` of a process; ``None`` once it has gone.
+
+    Only ``\n`` ends a line: the kernel escapes ``\n`` in a process name (``Name:``, which the process sets
+    itself) but not other separators that ``str.splitlines`` would honour, such as ``\x1c``; a process named
+    ``"\x1cUid:x"`` must not hide from the sweep. When the file cannot be read as expected, the owner of
+    ``/proc/<pid>`` (its effective uid) stands in for all four uids.
+    """
     try:
         with open(f"/proc/{pid}/status", "rb") as handle:
             text = handle.read().decode("utf-8", "replace")
@@ -160,16 +156,22 @@ def _status(pid: int) -> Optional[_Status]:
         return None
     uids: Tuple[int, ...] = ()
     state = "?"
-    for line in text.splitlines():  # the kernel escapes control characters in Name:, so lines are lines
-        key, _, value = line.partition(":")
+    for line in text.split("\n"):
+        key, _, value = line.partition(":\t")
         if key == "State":
             state = value.strip()[:1] or "?"
         elif key == "Uid":
             try:
                 uids = tuple(int(field) for field in value.split())
             except ValueError:
-                return None
-    return (uids, state) if len(uids) == 4 else None
+                uids = ()
+    if len(uids) != 4:
+        try:
+            owner = os.stat(f"/proc/{pid}").st_uid
+        except OSError:
+            return None
+        uids = (owner,) * 4
+    return uids, state
 
 
 def _is_target(pid: int, status: Optional[_Status], uid: int) -> bool:
@@ -273,21 +275,13 @@ def _entries(folder: str, limit: Optional[int] = None) -> List[str]:
 
 
 def _tree_bytes(path: str) -> int:
-    total = 0
-    for directory, _dirs, files in os.walk(path):  # never follows symbolic links
-        for name in files:
-            try:
-                info = os.lstat(os.path.join(directory, name))
-            except OSError:
-                continue
-            if stat.S_ISREG(info.st_mode):
-                total += info.st_size
-    return total
+    return sum(info.st_size for _, info in iter_tree(path) if stat.S_ISREG(info.st_mode))
 
 
-def _remove_owned(uid: int, folders: Iterable[str]) -> Tuple[List[str], int, List[str]]:
+def _remove_owned(uid: int, folders: Iterable[str], keep: Iterable[str] = ()) -> Tuple[List[str], int, List[str]]:
     """Remove what ``uid`` owns directly in ``folders``, and one level down in their root-owned subfolders
-    (except the grading scratch folders, ``hwgrade-*``, which hold the work folder of the grading under way).
+    (except ``keep``: the scratch folder of the grading under way; a scratch folder a killed grader left behind
+    is cleared like any other, so nothing of a grading waits there for the next one with the same account).
 
     Only ``lstat`` is used and nothing is followed: a symbolic link is removed, never its target, and a folder
     is removed with ``shutil.rmtree``, which does not follow links. Entries that vanish meanwhile are fine.
@@ -296,13 +290,14 @@ def _remove_owned(uid: int, folders: Iterable[str]) -> Tuple[List[str], int, Lis
     removed: List[str] = []
     errors: List[str] = []
     freed = 0
+    kept = {os.path.realpath(path) for path in keep}
 
     def remove(path: str, info: os.stat_result) -> None:
         nonlocal freed
         try:
             if stat.S_ISDIR(info.st_mode):
                 size = _tree_bytes(path)
-                shutil.rmtree(path, ignore_errors=True)
+                remove_tree(path)
             else:
                 size = info.st_size if stat.S_ISREG(info.st_mode) else 0
                 os.unlink(path)
@@ -330,8 +325,7 @@ def _remove_owned(uid: int, folders: Iterable[str]) -> Tuple[List[str], int, Lis
                 continue
             if info.st_uid == uid:
                 remove(path, info)
-            elif (info.st_uid == 0 and stat.S_ISDIR(info.st_mode)
-                  and not os.path.basename(path).startswith(SCRATCH_PREFIX)):
+            elif info.st_uid == 0 and stat.S_ISDIR(info.st_mode) and os.path.realpath(path) not in kept:
                 for inner in _entries(path, SWEEP_SUBFOLDER_ENTRIES):
                     try:
                         inner_info = os.lstat(inner)
@@ -405,15 +399,15 @@ def _remove_ipc(uid: int) -> int:
     return removed
 
 
-def sweep(user: Optional[SandboxUser]) -> Dict[str, Any]:
+def sweep(user: Optional[SandboxUser], keep: Iterable[Path] = ()) -> Dict[str, Any]:
     """Make sure nothing of the sandbox account outlives a grading; runs in the (root) grader itself.
 
     Every process whose real, effective, saved or filesystem uid is the account's is stopped (rescanning
     /proc until no new one appears, so a fork bomb or a double-forked ``setsid`` daemon cannot outrun it), then
     killed, until a scan finds none. Root's processes and the grader's own are never signalled. Then everything
     the account owns in /tmp, /var/tmp, /dev/shm (/run/lock, /dev/mqueue, and its own home if it has one) is
-    removed — also one level down in root's folders there, except a grading's scratch folder (``hwgrade-*``, the
-    grader's to remove) — and its System V IPC objects.
+    removed — also one level down in root's folders there, except ``keep`` (the scratch folder of the grading
+    under way, the grader's to remove) — and its System V IPC objects.
 
     Returns a report: ``processes_killed``, ``rounds``, ``paths_removed`` (the first 20), ``paths_removed_count``,
     ``bytes_freed``, ``ipc_removed`` (plus ``survivors`` / ``errors`` when there are any); ``{}`` when there is
@@ -427,7 +421,8 @@ def sweep(user: Optional[SandboxUser]) -> Dict[str, Any]:
         return {"note": f"not swept: {name} may be shared with the rest of the machine"}
     killed, rounds, left = _stop_and_kill(user.uid, time.monotonic() + SWEEP_SECONDS)
     home = _own_home(user)
-    removed, freed, errors = _remove_owned(user.uid, [*SWEPT_FOLDERS, *([home] if home else [])])
+    removed, freed, errors = _remove_owned(user.uid, [*SWEPT_FOLDERS, *([home] if home else [])],
+                                           [str(path) for path in keep])
     report: Dict[str, Any] = {
         "user": name, "uid": user.uid, "processes_killed": len(killed), "rounds": rounds,
         "paths_removed": removed[:REPORTED], "paths_removed_count": len(removed), "bytes_freed": freed,
@@ -438,91 +433,6 @@ def sweep(user: Optional[SandboxUser]) -> Dict[str, Any]:
     if errors:
         report["errors"] = errors[:REPORTED]
     return report
-
-def _give(path: Path, user: Optional[SandboxUser]) -> None:
-    """Hand ``path`` (recursively) to the sandbox user."""
-    if user is None:
-        return
-    for directory, dirnames, filenames in os.walk(path):
-        os.chown(directory, user.uid, user.gid)
-        for name in dirnames + filenames:
-            os.chown(os.path.join(directory, name), user.uid, user.gid, follow_symlinks=False)
-
-
-def names_only(text: str, keep: Iterable[str] = HIDDEN_INPUT_COLUMNS) -> Optional[str]:
-    """A TSV with only its input columns (``name``), bytes of each field unchanged; ``None`` when it has none
-    (then it is not shared with the sandbox at all)."""
-    lines = text.splitlines()
-    if not lines:
-        return None
-    header = lines[0].split("\t")
-    indices = [header.index(column) for column in keep if column in header]
-    if not indices:
-        return None
-    out = []
-    for line in lines:
-        fields = line.split("\t")
-        out.append("\t".join(fields[i] if i < len(fields) else "" for i in indices))
-    return "\n".join(out) + "\n"
-
-
-class Scratch:
-    """One grading's scratch folder; remove it with :meth:`cleanup`."""
-
-    def __init__(self, user: Optional[SandboxUser], base: Optional[Path] = None) -> None:
-        self.user = user
-        self.root = Path(tempfile.mkdtemp(prefix="hwgrade-", dir=str(base) if base else None))
-        os.chmod(self.root, 0o711 if user else 0o700)
-        self.runtime = self.root / "runtime"
-        self.runtime.mkdir(mode=0o755)
-        os.chmod(self.runtime, 0o755)
-
-    def install_runtime(self, files: Iterable[Path], written: Optional[Mapping[str, bytes]] = None) -> Path:
-        """Copy the child's trusted modules (and ``written``: ``{name: bytes}``) into ``runtime/``, read-only
-        for the sandbox user."""
-        for source in files:
-            shutil.copyfile(source, self.runtime / source.name)
-        for name, content in (written or {}).items():
-            (self.runtime / name).write_bytes(content)
-        for path in self.runtime.iterdir():
-            os.chmod(path, 0o644)
-        return self.runtime
-
-    def workdir(self, name: str, public_data: Sequence[Tuple[str, Path]], hidden_dir: Optional[Path],
-                files: Mapping[str, Path]) -> Path:
-        """A fresh working folder for one notebook: public data files (``[(relative path, path)]``),
-        hidden inputs without labels, and ``files`` (``{name in the folder: source}``)."""
-        workdir = self.root / f"work-{name}"
-        workdir.mkdir(mode=0o700)
-        for relative, source in public_data:
-            target = workdir / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-        self._hidden_inputs(hidden_dir, workdir / "hidden_data")
-        for target_name, source in files.items():
-            shutil.copyfile(source, workdir / target_name)
-        _give(workdir, self.user)
-        return workdir
-
-    @staticmethod
-    def _hidden_inputs(hidden_dir: Optional[Path], target: Path) -> List[Path]:
-        written = []
-        if hidden_dir is None or not hidden_dir.is_dir():
-            return written
-        for source in sorted(hidden_dir.glob("*.tsv")):
-            text = names_only(source.read_text(encoding="utf-8"))
-            if text is None:
-                continue
-            target.mkdir(exist_ok=True)
-            (target / source.name).write_text(text, encoding="utf-8")
-            written.append(target / source.name)
-        return written
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-# -- what the sandbox account can read ------------------------------------------------------------------------
 
 _OPEN_PROBE = r"""
 import json, os, sys

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
-from .runner import SandboxUser
+from .runner import SandboxUser, remove_tree
 
 
 def _give(path: Path, user: Optional[SandboxUser]) -> None:
@@ -90,7 +90,7 @@ class Scratch:
 
     @staticmethod
     def remove(path: Path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(str(path))
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_tree(str(self.root))
