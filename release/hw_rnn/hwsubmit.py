@@ -22,6 +22,10 @@ MODEL_FILE = "surname_model.pt"
 STUDENT_LOG = "submission_log.json"
 MB = 1024 * 1024
 SIZE_LIMITS = {".ipynb": 20 * MB, ".pt": 64 * MB, ".json": 5 * MB}
+MAX_JSON_VALUES = {".ipynb": 400_000, ".json": 100_000}
+"""Most JSON values (counted as the bytes ``{``, ``[`` and ``,``, an upper bound) a notebook or the log may hold:
+every value becomes a Python object in the root grader, and 20 MB of ``[{},{},...]`` would otherwise take a
+gigabyte there. A notebook of a few hundred cells with its outputs holds a few thousand."""
 MAX_ENTRIES = 5000
 MAX_DEPTH = 8
 IGNORED_DIRS = {"__MACOSX", ".ipynb_checkpoints", "__pycache__", ".git"}
@@ -144,10 +148,23 @@ def read_limited(path: Path, limit: int) -> bytes:
     return data
 
 
+def too_many_values(data: bytes, ext: str) -> str:
+    """A problem when ``data`` may hold more JSON values than a file of type ``ext`` should, else ``""``."""
+    count = data.count(b"{") + data.count(b"[") + data.count(b",")
+    limit = MAX_JSON_VALUES[ext]
+    if count > limit:
+        return (f"holds too many JSON values ({count:,} brackets and commas; at most {limit:,}): "
+                "clear the outputs of very long cells and save it again")
+    return ""
+
+
 def notebook_problem(data: bytes) -> Tuple[str, Any]:
     """``("", notebook)`` for a readable nbformat-4 notebook, else ``(reason, None)``."""
     if not data.strip():
         return "is empty", None
+    crowded = too_many_values(data, ".ipynb")
+    if crowded:
+        return crowded, None
     try:
         notebook = json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
@@ -203,6 +220,9 @@ def inspect_file(found: SubmittedFile, expected_ids: Sequence[str] = ()) -> Subm
             found.notes.append("none of its cells come from the released notebook of this name "
                                "(was another notebook uploaded under this name?); it is graded anyway")
     elif ext == ".json":
+        found.problem = too_many_values(data, ".json")
+        if found.problem:
+            return found
         try:
             found.content = json.loads(data.decode("utf-8-sig")) if data.strip() else None
             if found.content is None:
