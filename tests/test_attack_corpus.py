@@ -602,12 +602,16 @@ print("stolen from", sorted(set(stolen)))
 """
 
 
-def test_grading_from_a_readable_checkout_first_makes_it_unreadable(tmp_path, notebooks, fast_build, account):
+def test_grading_from_a_readable_checkout_first_makes_it_unreadable(tmp_path, notebooks, fast_build, account,
+                                                                   monkeypatch):
     """`grade --course` on a world-readable copy of the course: a notebook that runs the master's solution cells
-    from the checkout would get every point; the grader locks the checkout first, so it gets the blank's 0."""
+    from the checkout would get every point. Two walls stop it, each on its own: Landlock keeps the child's reads
+    to its own folders, and the grader locks the checkout first; so it gets the blank's 0."""
     import shutil
     import stat
     import tempfile
+
+    from assignkit.grading import landlock, runner
 
     checkout = Path(tempfile.mkdtemp(prefix="hwcheckout-"))
     try:
@@ -620,8 +624,14 @@ def test_grading_from_a_readable_checkout_first_makes_it_unreadable(tmp_path, no
         submission = write_submission(tmp_path / "submission", {RNN_NB: notebook})
         from assignkit.grading.course import Course
 
-        control = grade_submission(Course.from_repo(checkout), submission, tmp_path / "control", user=account,
-                                   sweep_user=True)  # without the command's protection the attack works
+        if landlock.supported():  # Landlock alone, without the command's protection: the checkout is out of reach
+            walled = grade_submission(Course.from_repo(checkout), submission, tmp_path / "walled", user=account,
+                                      sweep_user=True)
+            assert walled.totals()["score"] == 0
+        with monkeypatch.context() as patch:  # with neither wall the attack works
+            patch.setattr(runner, "read_confinement", lambda folders: lambda: False)
+            control = grade_submission(Course.from_repo(checkout), submission, tmp_path / "control", user=account,
+                                       sweep_user=True)
         assert control.totals()["score"] >= 20
         out = tmp_path / "out"
         command = [sys.executable, "-m", "assignkit.grading.grade", str(submission), "--out", str(out),
