@@ -260,8 +260,10 @@ def test_the_sandbox_holds_no_answer_no_hidden_name_and_no_reference(tmp_path, n
     files["surname_model.pt"] = model_bytes
     grading, results, _ = grade(tmp_path, files, account, course)
     assert "LOOKED AROUND: readable=[] helpers=[]" in results["output"], results["output"][:3000]
-    honest = [r for r in grading.checks.values() if r.name != "test_accuracy_hidden"]
-    assert all(r.passed for r in honest), {r.name: r.message for r in honest if not r.passed}
+    submitted = {name.removesuffix(".ipynb") for name in (RNN_NB, NAMES_NB, WRITTEN_NB)}
+    honest = [r for r in grading.checks.values()
+              if r.name != "test_accuracy_hidden" and r.notebook.removesuffix(".ipynb") in submitted]
+    assert honest and all(r.passed for r in honest), {r.name: r.message for r in honest if not r.passed}
 
 
 CALL_HELPERS = r"""
@@ -325,6 +327,44 @@ def test_a_layer_that_delegates_to_torch_nn_rnn_is_refused(tmp_path, notebooks, 
         assert "rnn_tanh" in grading.checks[name].message
     assert grading.checks["test_lstm_layer_hidden"].passed
     assert any("nn.RNN" in flag for flag in log["notebooks"]["q_rnn_and_grad"]["staff_flags"])
+
+
+SCRIPTED_DELEGATE = r"""
+_KERNEL = torch.jit.CompilationUnit(
+    "def rnn(x: Tensor, h: Tensor, w: List[Tensor], relu: bool):\n"
+    "    if relu:\n"
+    "        return torch.rnn_" + "relu(x, h, w, True, 1, 0.0, False, False, True)\n"
+    "    return torch.rnn_" + "tanh(x, h, w, True, 1, 0.0, False, False, True)\n")
+
+
+class RNNLayer(StepRecorder):
+    def __init__(self, input_size, hidden_size, nonlinearity=torch.tanh):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.nonlinearity = nonlinearity
+        self.W_x = nn.Parameter(torch.empty(hidden_size, input_size))
+        self.W_h = nn.Parameter(torch.empty(hidden_size, hidden_size))
+        self.b = nn.Parameter(torch.empty(hidden_size))
+
+    def forward(self, x):
+        h = x.new_zeros(1, x.shape[0], self.hidden_size)
+        weights = [self.W_x, self.W_h, self.b, torch.zeros_like(self.b)]
+        all_h, last = _KERNEL.rnn(x, h, weights, self.nonlinearity is torch.relu)
+        for t in range(all_h.shape[1]):
+            self.record_step(all_h[:, t])
+        return all_h, last[0]
+"""
+
+
+def test_a_layer_that_delegates_through_torchscript_is_refused_when_graded(tmp_path, notebooks, course, account):
+    """TorchScript calls torch.rnn_tanh from C++, out of sight of the notebook's TorchFunctionMode trace (so the
+    public check, which only gives feedback, passes); the hidden check traces at the dispatcher and refuses it."""
+    notebook = replace_cell(notebooks[f"solution/{RNN_NB}"], "rnn_layer", SCRIPTED_DELEGATE)
+    grading, _, log = grade(tmp_path, {RNN_NB: notebook}, account, course)
+    hidden = grading.checks["test_rnn_layer_hidden"]
+    assert hidden.points == 0 and "built-in recurrent kernel (rnn_tanh)" in hidden.message, hidden.message
+    assert grading.checks["test_lstm_layer_hidden"].passed
+    assert any("torch.jit" in flag for flag in log["notebooks"]["q_rnn_and_grad"]["staff_flags"])
 
 
 # -- 4. escaping: daemons, shared temporary space, floods -------------------------------------------------------

@@ -113,6 +113,39 @@ def test_gradient_claims_of_the_gating_answer_hold_for_the_figure(fast_build):
     assert 1 / 3 <= bias4 <= 2 / 3  # "by about 2"
 
 
+COMMITTED_SOLUTION = Path(__file__).resolve().parents[1] / "solutions" / "hw_rnn" / f"{NOTEBOOK}.ipynb"
+TEMPERATURE_LINE = re.compile(r"temperature ([\d.]+): mean length ([\d.]+) letters, training names (\d+)%, "
+                              r"distinct (\d+)%")
+
+
+def temperature_facts(notebook: dict) -> Dict[float, Dict[str, float]]:
+    """What the staff cell of 4.F printed: per temperature, mean name length and % of training names."""
+    facts = {}
+    for line in outputs_of(notebook, "scratch_4f").splitlines():
+        match = TEMPERATURE_LINE.match(line)
+        if match:
+            facts[float(match.group(1))] = {"length": float(match.group(2)), "training": int(match.group(3))}
+    return facts
+
+
+def test_temperature_answer_quotes_the_staff_run_and_its_trends_hold():
+    """The committed solution (`make release`, full training): the numbers the 4.F answer quotes are the ones its
+    staff cell printed, and the trends it describes (longer names and fewer training names as the temperature
+    rises, greedy names about as long as at 0.5) hold for them."""
+    notebook = json.loads(COMMITTED_SOLUTION.read_text(encoding="utf-8"))
+    facts = temperature_facts(notebook)
+    assert set(facts) == {0.0, 0.5, 1.0, 1.5}, facts
+    answer = " ".join(markdown_of(notebook, "written_temperature").split())
+    lengths = [facts[t]["length"] for t in (0.5, 1.0, 1.5)]
+    shares = [facts[t]["training"] for t in (0.5, 1.0, 1.5)]
+    assert lengths[0] < lengths[1] < lengths[2]  # "the shortest", "names get longer"
+    assert shares[0] > shares[1] >= shares[2]  # "more of them are names of the training set"
+    assert f"average {lengths[0]:.1f}, {lengths[1]:.1f} and {lengths[2]:.1f} letters" in answer
+    assert f"{shares[0]} %, {shares[1]} % and {shares[2]} % of them are training names" in answer
+    greedy = facts[0.0]["length"]
+    assert f"({greedy:.1f} letters on average in the staff run)" in answer and abs(greedy - lengths[0]) <= 0.5
+
+
 def test_clipping_answer_describes_the_experiment(fast_build):
     """Fast mode runs 40 steps: without clipping the loss stays far above uniform guessing, with clipping below it
     is far lower (the answer describes the full 150-step run)."""
@@ -171,6 +204,8 @@ MUTANTS: Dict[str, Dict[str, List[tuple]]] = {
     "sampling without the temperature": {"sample": [("scores / temperature", "scores")]},
     "sampling one letter too many": {"sample": [("while len(letters) < max_length:",
                                                  "while len(letters) <= max_length:")]},
+    "sampled names with the case of every letter flipped": {"sample": [(
+        "    return decode_letters(letters)\n", "    return decode_letters(letters).swapcase()\n")]},
     "temperature 0 samples at temperature 1": {"sample": [("if temperature == 0:", "if False:"),
                                                           ("scores / temperature", "scores / (temperature or 1.0)")]},
     "beam scores without the EOS probability": {"beam_decode": [(
@@ -194,6 +229,7 @@ MUTANT_FAILS = {
     "CharLM ignores h0": {"test_char_lm_public", "test_char_lm_hidden"},
     "sampling without the temperature": {"test_sample_public", "test_sample_hidden"},
     "sampling one letter too many": {"test_sample_public", "test_sample_hidden"},
+    "sampled names with the case of every letter flipped": {"test_sample_public", "test_sample_hidden"},
     "temperature 0 samples at temperature 1": {"test_sample_public", "test_sample_hidden"},
     "beam scores without the EOS probability": {"test_beam_decode_public", "test_beam_decode_hidden"},
     "beam forgets names finished before the last step": {"test_beam_decode_public", "test_beam_decode_hidden"},
@@ -213,9 +249,29 @@ DELEGATING = {
         "    parameters = [p for p in parameters if p.grad is not None]\n"
         "    return torch.nn.utils.clip_grad_norm_(parameters, max_norm) if parameters else torch.tensor(0.0)\n"
         "    grads = [p.grad for p in parameters if p.grad is not None]\n")]},
+    # found by a red team: TorchScript runs torch.gru in C++, where a TorchFunctionMode sees nothing
+    "GRULayer through TorchScript": {"gru_layer": [(
+        "        batch_size, seq_len, _ = x.shape\n",
+        "        unit = torch.jit.CompilationUnit('def gru(x: Tensor, h: Tensor, w: List[Tensor]):\\n'\n"
+        "                                     '    return torch.gru(x, h, w, True, 1, 0.0, False, False, True)\\n')\n"
+        "        h = x.new_zeros(1, x.shape[0], self.hidden_size) if h0 is None else h0[None]\n"
+        "        out, last = unit.gru(x, h, [self.U.T, self.W.T, self.b_x, self.b_h])\n"
+        "        return out, last[0]\n"
+        "        batch_size, seq_len, _ = x.shape\n")]},
+    # a copy of torch's function taken before the check's guard replaces the public names
+    "clip_grad_norm through a copy of torch's function": {"clip_grad_norm": [(
+        "def clip_grad_norm(parameters, max_norm):\n",
+        "_saved_clipping = torch.nn.utils.clip_grad_norm_\n\n\ndef clip_grad_norm(parameters, max_norm):\n"), (
+        "    grads = [p.grad for p in parameters if p.grad is not None]\n",
+        "    parameters = [p for p in parameters if p.grad is not None]\n"
+        "    return _saved_clipping(parameters, max_norm) if parameters else torch.tensor(0.0)\n"
+        "    grads = [p.grad for p in parameters if p.grad is not None]\n")]},
 }
 DELEGATING_FAILS = {"GRULayer through torch.nn.GRU": ("test_gru_layer_hidden", "recurrent kernel"),
-                    "clip_grad_norm through torch": ("test_clip_grad_norm_hidden", "raised RuntimeError")}
+                    "clip_grad_norm through torch": ("test_clip_grad_norm_hidden", "raised RuntimeError"),
+                    "GRULayer through TorchScript": ("test_gru_layer_hidden", "recurrent kernel"),
+                    "clip_grad_norm through a copy of torch's function": ("test_clip_grad_norm_hidden",
+                                                                           "calls_torch_clipping")}
 
 
 def mutated(notebook: dict, edits: Dict[str, List[tuple]]) -> dict:

@@ -4,6 +4,7 @@ cross-checks, hidden-check messages and the time and memory budget against Grade
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from pathlib import Path
@@ -170,6 +171,13 @@ def test_a_hidden_check_scores_against_the_referee_not_against_anything_the_chil
     assert scoring.score(_check(True, 2.0), wrong, {"expected": expected}, None, hwcheck).points == 0
     missing = scoring.score(_check(True, 2.0), forged, None, None, hwcheck)
     assert missing.points == 0 and missing.internal_error
+
+
+@pytest.mark.parametrize("fraction", [math.nan, math.inf, -math.inf])
+def test_a_fraction_that_is_not_a_finite_number_earns_nothing(fraction: float) -> None:
+    result = scoring.CheckResult("test_h", "q", 0.0, 2.0, True, "")
+    scoring._finish(result, fraction, ["y: odd"], "summary", reduce=False)
+    assert result.points == 0 and not result.ok
 
 
 def test_a_refusing_check_needs_an_empty_kernel_trace() -> None:

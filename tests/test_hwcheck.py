@@ -67,6 +67,14 @@ def test_nan_is_reported_and_tolerance_respected(hwcheck):
     assert "NaN" in hwcheck.compare_value("v", hwcheck.encode(torch.tensor([1.0, math.nan, 1.0])), want)
 
 
+def test_text_is_compared_exactly(hwcheck):
+    """A name with its letters' case flipped, or with an extra space, is another name."""
+    want = hwcheck.encode("Kowalski")
+    assert hwcheck.compare_value("name", hwcheck.encode("Kowalski"), want) is None
+    for wrong in ("kOWALSKI", "kowalski", "Kowalski ", "Kowal ski"):
+        assert "compared exactly" in hwcheck.compare_value("name", hwcheck.encode(wrong), want), wrong
+
+
 def test_record_then_compare_in_notebook_mode(hwcheck, tmp_path, monkeypatch, capsys):
     record = tmp_path / "rec.jsonl"
     monkeypatch.setenv("HWCHECK_RECORD", str(record))

@@ -37,7 +37,8 @@ def three_notebooks(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_setting_is_read_and_checked(tmp_path: Path) -> None:
     assert chosen_notebooks(tmp_path) is None  # no file: every master
     for text, problem in (('notebooks = ["q_nope"]', "unknown notebook"), ("notebooks = []", "non-empty list"),
-                          ('notebooks = ["q_written", "q_written.ipynb"]', "listed twice"), ("notebooks = [", "")):
+                          ('notebooks = ["q_written", "q_written.ipynb"]', "listed twice"),
+                          ("notebooks = [", "assignment.toml: ")):
         (tmp_path / SETTINGS_FILE).write_text(text)
         with pytest.raises(ValueError, match=problem):
             chosen_notebooks(tmp_path)

@@ -16,6 +16,7 @@ The comparison code is the master's ``hwcheck.py``, loaded from a trusted path â
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,8 @@ def _values(report: Optional[Mapping[str, Any]], key: str = "values") -> Optiona
 
 def _finish(result: CheckResult, fraction: float, problems: List[str], summary: str, reduce: bool,
             hints: Optional[Mapping[str, str]] = None) -> CheckResult:
+    if not math.isfinite(fraction):  # max(0, min(1, nan)) would be 1: a fraction that is not a number earns nothing
+        fraction = 0.0
     result.points = round(result.max_points * max(0.0, min(1.0, fraction)), 2)
     result.ok = fraction >= 1.0
     if reduce:
