@@ -753,6 +753,18 @@ def _abstract_undefined(expr: sympy.Expr, table: dict[sympy.Expr, sympy.Dummy]) 
     return expr.func(*args)
 
 
+def _divides_by_zero(expr: sympy.Expr) -> bool:
+    """True if ``expr`` divides by a part that is identically zero without being written as 0, such as
+    ``1/(u1*(u1 + 1) - u1^2 - u1)`` (checked by expansion where that is cheap). Such a quotient is undefined
+    everywhere, and over a common denominator it would make *any* two expressions look equal."""
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.Pow) and node.exp.is_number and node.exp.is_negative:
+            base = node.base
+            if _expansion_cost(base, MAX_EXPAND_TERMS) <= MAX_EXPAND_TERMS and sympy.expand(base) == 0:
+                return True
+    return False
+
+
 def _symbolic_verdict(diff: sympy.Expr) -> bool | None:
     """Decide ``diff == 0`` symbolically if cheap; ``None`` if undecided."""
     if diff == 0:
@@ -762,7 +774,9 @@ def _symbolic_verdict(diff: sympy.Expr) -> bool | None:
             return None
         # a rational function is zero exactly when the numerator of its common-denominator form expands to zero:
         # no polynomial gcd (which ``cancel`` computes, and which takes minutes on large coefficients)
-        numerator, _ = diff.as_numer_denom()
+        numerator, denominator = diff.as_numer_denom()
+        if sympy.expand(denominator) == 0:
+            return None  # 0/0 somewhere: not a verdict (``_divides_by_zero`` refuses such answers first)
         return sympy.expand(numerator) == 0  # exact: the verdict is final
     if _expansion_cost(diff, MAX_EXPAND_TERMS) > MAX_EXPAND_TERMS:
         return None
@@ -982,6 +996,8 @@ def equivalent(
         reference = reference.xreplace(defined)
     if given.has(sympy.zoo, sympy.nan) or reference.has(sympy.zoo, sympy.nan):
         return False, "the answer is undefined (division by zero?)"
+    if _divides_by_zero(given):
+        return False, "the answer divides by an expression that is always zero, so it is undefined"
 
     table: dict[sympy.Expr, sympy.Dummy] = {}
     given = _abstract_undefined(given, table)
