@@ -60,7 +60,8 @@ SUSPICIOUS = re.compile(
     r"getattr\(\s*torch\b|\bhwcheck\.\w+\s*=[^=]|setattr\(\s*hwcheck|sys\.stdin|\bthreading\b|"
     r"concurrent\.futures|\bvars\(|torch\.__dict__|_VariableFunctions|importlib|functional_call|\bThread\(|"
     r"\b_thread\b|multiprocessing|torch\.jit|CompilationUnit|torch\.compile|torch\.ops\b|"
-    r"\btorch\.(?:gru|lstm|rnn_tanh|rnn_relu)\b|profiler|setprofile|settrace|_get_total_norm|_clip_grads_with_norm_")
+    r"\btorch\.(?:gru|lstm|rnn_tanh|rnn_relu)\b|profiler|setprofile|settrace|_get_total_norm|_clip_grads_with_norm_|"
+    r"\bfutures\b|ThreadPoolExecutor|to_thread|__getattribute__|os\.fork|nn\.modules\.rnn")
 """Texts that a notebook which writes its own recurrent layers has no need for: flagged for the staff (never a
 verdict: a student may well compare their layer with torch.nn.LSTM in a scratch cell)."""
 SETUP_CELLS = 3

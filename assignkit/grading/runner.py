@@ -150,13 +150,32 @@ def _parent_death_signal() -> Callable[[], None]:
     return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _bpf_program(blocks: Sequence[Tuple[str, List[Tuple[int, Any, Any, int]]]]) -> List[Tuple[int, int, int, int]]:
+    """Classic BPF from labelled blocks whose jump targets are labels (or 0: the next instruction)."""
+    starts, position = {}, 0
+    for label, instructions in blocks:
+        starts[label] = position
+        position += len(instructions)
+    program, position = [], 0
+    for _, instructions in blocks:
+        for code, true, false, k in instructions:
+            offsets = [starts[target] - position - 1 if isinstance(target, str) else target for target in (true, false)]
+            program.append((code, offsets[0], offsets[1], k))
+            position += 1
+    return program
+
+
 def _no_internet() -> Callable[[], bool]:
     """A function for the forked sandbox child that forbids it (and everything it starts) to open internet
-    sockets or to use the kernel's keyrings: a seccomp filter that makes ``socket(AF_INET | AF_INET6, ...)``,
-    ``io_uring_setup``, ``add_key``, ``request_key`` and ``keyctl`` fail with EPERM, and any system call of
-    another ABI too. It needs no privilege (``PR_SET_NO_NEW_PRIVS``). So student
-    code cannot send a hidden check's inputs out to be answered, nor fetch anything. Returns whether the filter
-    was installed (Linux x86-64 only; elsewhere it does nothing)."""
+    sockets, to use the kernel's keyrings, POSIX message queues or io_uring, and to start threads or processes:
+    a seccomp filter that makes ``socket(AF_INET | AF_INET6, ...)``, ``io_uring_setup``, ``add_key``,
+    ``request_key``, ``keyctl``, ``mq_open``, ``clone``, ``fork`` and ``vfork`` fail with EPERM (``clone3`` with
+    ENOSYS, which the C library answers by falling back to ``clone``), and any system call of another ABI too.
+    It needs no privilege (``PR_SET_NO_NEW_PRIVS``). So student code can neither send a hidden check's inputs out
+    to be answered nor fetch anything, nor run torch's layers on another thread or in another process, out of
+    sight of the kernel traces and the clipping guard (which watch the one thread a grading runs: the notebook
+    never needs more; ``OMP_NUM_THREADS=1``), nor leave a daemon behind. Returns whether the filter was installed
+    (Linux x86-64 only; elsewhere it does nothing, and the sweep still removes what a grading leaves)."""
     import platform
     import struct
 
@@ -169,18 +188,24 @@ def _no_internet() -> Callable[[], bool]:
     except (OSError, AttributeError):
         return lambda: False
     load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
-    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    allow, deny, no_such_call = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38  # ALLOW, ERRNO|EPERM, ERRNO|ENOSYS
     # io_uring_setup could open sockets behind the filter's back; add_key, request_key and keyctl reach the
     # kernel's keyrings and mq_open POSIX message queues, which outlive every process of the account (a channel
     # from one grading to the next)
-    denied = (425, 248, 249, 250, 240)  # 240: mq_open (POSIX message queues persist without a process)
-    head = [(load, 0, 0, 4), (jeq, 1, 0, 0xC000003E), (ret, 0, 0, deny),  # arch must be x86-64
-            (load, 0, 0, 0), (jge, 0, 1, 0x40000000), (ret, 0, 0, deny)]  # no x32 system calls
-    tail = [(jeq, 0, 3, 41), (load, 0, 0, 16), (jeq, 2, 0, 2), (jeq, 1, 0, 10),  # socket(AF_INET | AF_INET6)
-            (ret, 0, 0, allow), (ret, 0, 0, deny)]
-    # each denied number jumps to the final "deny", counted from the instruction after it
-    checks = [(jeq, len(denied) - 1 - index + len(tail) - 1, 0, number) for index, number in enumerate(denied)]
-    program = head + checks + tail
+    # clone, fork and vfork start threads and processes
+    denied = (425, 248, 249, 250, 240, 56, 57, 58)
+    clone3, socket = 435, 41
+    program = _bpf_program([
+        ("start", [(load, 0, 0, 4), (jeq, 0, "deny", 0xC000003E),  # arch must be x86-64
+                   (load, 0, 0, 0), (jge, "deny", 0, 0x40000000),  # no x32 system calls
+                   *[(jeq, "deny", 0, number) for number in denied],
+                   (jeq, "no_such_call", 0, clone3), (jeq, "socket", 0, socket),
+                   (ret, 0, 0, allow)]),
+        ("socket", [(load, 0, 0, 16), (jeq, "deny", 0, 2), (jeq, "deny", "allow", 10)]),  # AF_INET, AF_INET6
+        ("allow", [(ret, 0, 0, allow)]),
+        ("deny", [(ret, 0, 0, deny)]),
+        ("no_such_call", [(ret, 0, 0, no_such_call)]),
+    ])
     code = b"".join(struct.pack("<HBBI", *instruction) for instruction in program)
     filters = ctypes.create_string_buffer(code, len(code))
     fprog = ctypes.create_string_buffer(struct.pack("<HxxxxxxQ", len(program), ctypes.addressof(filters)), 16)
