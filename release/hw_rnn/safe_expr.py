@@ -757,11 +757,12 @@ def _divides_by_zero(expr: sympy.Expr) -> bool:
     """True if ``expr`` divides by a part that is identically zero without being written as 0, such as
     ``1/(u1*(u1 + 1) - u1^2 - u1)`` (checked by expansion where that is cheap). Such a quotient is undefined
     everywhere, and over a common denominator it would make *any* two expressions look equal."""
-    for node in sympy.preorder_traversal(expr):
-        if isinstance(node, sympy.Pow) and node.exp.is_number and node.exp.is_negative:
-            base = node.base
-            if _expansion_cost(base, MAX_EXPAND_TERMS) <= MAX_EXPAND_TERMS and sympy.expand(base) == 0:
-                return True
+    divisors = [node.base for node in sympy.preorder_traversal(expr)
+                if isinstance(node, sympy.Pow) and node.exp.is_number and node.exp.is_negative]
+    _, denominator = expr.as_numer_denom()  # the product of them all: two non-zero factors may multiply to zero
+    for divisor in [denominator, *divisors]:
+        if _expansion_cost(divisor, MAX_EXPAND_TERMS) <= MAX_EXPAND_TERMS and sympy.expand(divisor) == 0:
+            return True
     return False
 
 
@@ -896,7 +897,7 @@ def _numeric_verdict(
     if trials <= 0:
         return None
     rng = random.Random(seed)
-    good = 0
+    good = undefined = 0
     for _ in range(3 * trials):
         point: dict[sympy.Symbol, object] = {}
         for sym in symbols:
@@ -907,6 +908,11 @@ def _numeric_verdict(
             point[sym] = _MP.mpf(magnitude.numerator) / magnitude.denominator
         a = _evaluate(answer, point)
         b = _evaluate(expected, point)
+        if a is None and b is not None:
+            undefined += 1
+            if undefined > trials // 2:
+                return False  # undefined where the expected answer is defined, again and again: not the same function
+            continue
         if a is None or b is None:
             continue  # singular (or not numeric) here: try another point
         if abs(a - b) > rtol * max(abs(a), abs(b)) + atol:  # type: ignore[operator]
