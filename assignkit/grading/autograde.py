@@ -61,7 +61,8 @@ SUSPICIOUS = re.compile(
     r"concurrent\.futures|\bvars\(|torch\.__dict__|_VariableFunctions|importlib|functional_call|\bThread\(|"
     r"\b_thread\b|multiprocessing|torch\.jit|CompilationUnit|torch\.compile|torch\.ops\b|"
     r"\btorch\.(?:gru|lstm|rnn_tanh|rnn_relu)\b|profiler|setprofile|settrace|_get_total_norm|_clip_grads_with_norm_|"
-    r"\bfutures\b|ThreadPoolExecutor|to_thread|__getattribute__|os\.fork|nn\.modules\.rnn")
+    r"\bfutures\b|ThreadPoolExecutor|to_thread|__getattribute__|os\.fork|nn\.modules\.rnn|redispatch|"
+    r"_DispatchOperatorHandle|co_filename|\.replace\(co_|__wrapped__|FunctionType|CodeType|torch\.library")
 """Texts that a notebook which writes its own recurrent layers has no need for: flagged for the staff (never a
 verdict: a student may well compare their layer with torch.nn.LSTM in a scratch cell)."""
 SETUP_CELLS = 3

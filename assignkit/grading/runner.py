@@ -167,15 +167,13 @@ def _bpf_program(blocks: Sequence[Tuple[str, List[Tuple[int, Any, Any, int]]]]) 
 
 def _no_internet() -> Callable[[], bool]:
     """A function for the forked sandbox child that forbids it (and everything it starts) to open internet
-    sockets, to use the kernel's keyrings, POSIX message queues or io_uring, and to start threads or processes:
-    a seccomp filter that makes ``socket(AF_INET | AF_INET6, ...)``, ``io_uring_setup``, ``add_key``,
-    ``request_key``, ``keyctl``, ``mq_open``, ``clone``, ``fork`` and ``vfork`` fail with EPERM (``clone3`` with
-    ENOSYS, which the C library answers by falling back to ``clone``), and any system call of another ABI too.
-    It needs no privilege (``PR_SET_NO_NEW_PRIVS``). So student code can neither send a hidden check's inputs out
-    to be answered nor fetch anything, nor run torch's layers on another thread or in another process, out of
-    sight of the kernel traces and the clipping guard (which watch the one thread a grading runs: the notebook
-    never needs more; ``OMP_NUM_THREADS=1``), nor leave a daemon behind. Returns whether the filter was installed
-    (Linux x86-64 only; elsewhere it does nothing, and the sweep still removes what a grading leaves)."""
+    sockets and to use the kernel's keyrings, POSIX message queues or io_uring: a seccomp filter that makes
+    ``socket(AF_INET | AF_INET6, ...)``, ``io_uring_setup``, ``add_key``, ``request_key``, ``keyctl`` and
+    ``mq_open`` fail with EPERM, and any system call of another ABI too. It needs no privilege
+    (``PR_SET_NO_NEW_PRIVS``). So student code can neither send a hidden check's inputs out to be answered nor
+    fetch anything, nor leave data for a later grading. (The child adds a second filter against new threads and
+    processes itself, once torch's profiler has started its thread: ``child.single_threaded``.) Returns whether
+    the filter was installed (Linux x86-64 only; elsewhere it does nothing)."""
     import platform
     import struct
 
@@ -188,23 +186,21 @@ def _no_internet() -> Callable[[], bool]:
     except (OSError, AttributeError):
         return lambda: False
     load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
-    allow, deny, no_such_call = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38  # ALLOW, ERRNO|EPERM, ERRNO|ENOSYS
+    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
     # io_uring_setup could open sockets behind the filter's back; add_key, request_key and keyctl reach the
     # kernel's keyrings and mq_open POSIX message queues, which outlive every process of the account (a channel
     # from one grading to the next)
-    # clone, fork and vfork start threads and processes
-    denied = (425, 248, 249, 250, 240, 56, 57, 58)
-    clone3, socket = 435, 41
+    denied = (425, 248, 249, 250, 240)
+    socket = 41
     program = _bpf_program([
         ("start", [(load, 0, 0, 4), (jeq, 0, "deny", 0xC000003E),  # arch must be x86-64
                    (load, 0, 0, 0), (jge, "deny", 0, 0x40000000),  # no x32 system calls
                    *[(jeq, "deny", 0, number) for number in denied],
-                   (jeq, "no_such_call", 0, clone3), (jeq, "socket", 0, socket),
+                   (jeq, "socket", 0, socket),
                    (ret, 0, 0, allow)]),
         ("socket", [(load, 0, 0, 16), (jeq, "deny", 0, 2), (jeq, "deny", "allow", 10)]),  # AF_INET, AF_INET6
         ("allow", [(ret, 0, 0, allow)]),
         ("deny", [(ret, 0, 0, deny)]),
-        ("no_such_call", [(ret, 0, 0, no_such_call)]),
     ])
     code = b"".join(struct.pack("<HBBI", *instruction) for instruction in program)
     filters = ctypes.create_string_buffer(code, len(code))
