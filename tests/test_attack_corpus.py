@@ -437,6 +437,14 @@ def test_a_layer_run_on_another_thread_or_process_earns_nothing(tmp_path, notebo
     assert grading.checks["test_lstm_layer_hidden"].passed
 
 
+def test_asking_torch_for_more_threads_costs_an_honest_notebook_nothing(tmp_path, notebooks, course, account):
+    """Found by a red team: with threads forbidden, OpenMP aborted the child when a cell had asked torch for more
+    threads; the child's environment caps OpenMP at one thread, so such a line is harmless."""
+    notebook = insert_cell(notebooks[f"solution/{RNN_NB}"], "setup", "torch.set_num_threads(4)\n")
+    grading, _, _ = grade(tmp_path, {RNN_NB: notebook}, account, course)
+    assert points_of(grading, RNN_NB) == 29, {n: r.message for n, r in grading.checks.items() if not r.passed}
+
+
 # -- 4. escaping: daemons, shared temporary space, floods -------------------------------------------------------
 
 DAEMON = r"""

@@ -261,6 +261,7 @@ def _child_env(workdir: Path, extra: Mapping[str, str]) -> Dict[str, str]:
         "MPLBACKEND": "Agg",
         "MPLCONFIGDIR": str(workdir / ".matplotlib"),
         "OMP_NUM_THREADS": "1",
+        "OMP_THREAD_LIMIT": "1",  # torch.set_num_threads(4) in a cell must not make OpenMP start threads
         "MKL_NUM_THREADS": "1",
         "PYTHONHASHSEED": "0",
         "PYTHONDONTWRITEBYTECODE": "1",
