@@ -297,7 +297,7 @@ def test_helpers_of_the_hidden_checks_give_no_expected_values(tmp_path, notebook
 
 # -- 3. delegating to torch's recurrent kernels ----------------------------------------------------------------
 
-DELEGATE = r"""
+DELEGATING_LAYER = """{setup}
 class RNNLayer(StepRecorder):
     def __init__(self, input_size, hidden_size, nonlinearity=torch.tanh):
         super().__init__()
@@ -308,15 +308,25 @@ class RNNLayer(StepRecorder):
         self.b = nn.Parameter(torch.empty(hidden_size))
 
     def forward(self, x):
+{compute}        for t in range(all_h.shape[1]):
+            self.record_step(all_h[:, t])
+        return all_h, last[0]
+"""
+
+
+def delegating_layer(setup: str, compute: str) -> str:
+    """The notebook's RNNLayer with a forward that has ``compute`` set ``all_h, last`` (and ``setup`` above the
+    class): the one shape of every delegation attack below."""
+    return DELEGATING_LAYER.format(setup=setup, compute=compute)
+
+
+DELEGATE = delegating_layer("", r"""
         kind = "relu" if self.nonlinearity is torch.relu else "tanh"
         weights = {"weight_ih_l0": self.W_x, "weight_hh_l0": self.W_h, "bias_ih_l0": self.b,
                    "bias_hh_l0": torch.zeros_like(self.b)}
         rnn = nn.RNN(self.W_x.shape[1], self.hidden_size, nonlinearity=kind, batch_first=True).to(x.dtype)
         all_h, last = torch.func.functional_call(rnn, weights, (x,))
-        for t in range(all_h.shape[1]):
-            self.record_step(all_h[:, t])
-        return all_h, last[0]
-"""
+"""[1:])
 
 
 def test_a_layer_that_delegates_to_torch_nn_rnn_is_refused(tmp_path, notebooks, course, account):
@@ -330,31 +340,18 @@ def test_a_layer_that_delegates_to_torch_nn_rnn_is_refused(tmp_path, notebooks, 
     assert any("nn.RNN" in flag for flag in log["notebooks"]["q_rnn_and_grad"]["staff_flags"])
 
 
-SCRIPTED_DELEGATE = r"""
+SCRIPTED_DELEGATE = delegating_layer(r"""
 _KERNEL = torch.jit.CompilationUnit(
     "def rnn(x: Tensor, h: Tensor, w: List[Tensor], relu: bool):\n"
     "    if relu:\n"
     "        return torch.rnn_" + "relu(x, h, w, True, 1, 0.0, False, False, True)\n"
     "    return torch.rnn_" + "tanh(x, h, w, True, 1, 0.0, False, False, True)\n")
 
-
-class RNNLayer(StepRecorder):
-    def __init__(self, input_size, hidden_size, nonlinearity=torch.tanh):
-        super().__init__()
-        self.hidden_size = hidden_size
-        self.nonlinearity = nonlinearity
-        self.W_x = nn.Parameter(torch.empty(hidden_size, input_size))
-        self.W_h = nn.Parameter(torch.empty(hidden_size, hidden_size))
-        self.b = nn.Parameter(torch.empty(hidden_size))
-
-    def forward(self, x):
+""", r"""
         h = x.new_zeros(1, x.shape[0], self.hidden_size)
         weights = [self.W_x, self.W_h, self.b, torch.zeros_like(self.b)]
         all_h, last = _KERNEL.rnn(x, h, weights, self.nonlinearity is torch.relu)
-        for t in range(all_h.shape[1]):
-            self.record_step(all_h[:, t])
-        return all_h, last[0]
-"""
+"""[1:])
 
 
 def test_a_layer_that_delegates_through_torchscript_is_refused_when_graded(tmp_path, notebooks, course, account):
@@ -369,30 +366,17 @@ def test_a_layer_that_delegates_through_torchscript_is_refused_when_graded(tmp_p
     assert any("torch.jit" in flag for flag in log["notebooks"]["q_rnn_and_grad"]["staff_flags"])
 
 
-THREADED_DELEGATE = r"""
+THREADED_DELEGATE = delegating_layer("""
 from concurrent import futures
 
 _WORKER = futures.ThreadPoolExecutor(1)
 
-
-class RNNLayer(StepRecorder):
-    def __init__(self, input_size, hidden_size, nonlinearity=torch.tanh):
-        super().__init__()
-        self.hidden_size = hidden_size
-        self.nonlinearity = nonlinearity
-        self.W_x = nn.Parameter(torch.empty(hidden_size, input_size))
-        self.W_h = nn.Parameter(torch.empty(hidden_size, hidden_size))
-        self.b = nn.Parameter(torch.empty(hidden_size))
-
-    def forward(self, x):
+""", """
         h = x.new_zeros(1, x.shape[0], self.hidden_size)
         weights = [self.W_x, self.W_h, self.b, torch.zeros_like(self.b)]
         all_h, last = _WORKER.submit(torch.rnn_tanh, x, h, weights, True, 1, 0.0, False, False, True).result()
-        for t in range(all_h.shape[1]):
-            self.record_step(all_h[:, t])
-        return all_h, last[0]
-"""
-PROCESS_DELEGATE = r"""
+"""[1:])
+PROCESS_DELEGATE = delegating_layer("""
 import os, pickle
 
 
@@ -406,22 +390,9 @@ def _in_another_process(x, weights):
     os.close(write_end)
     return pickle.loads(os.read(read_end, 1 << 24))
 
-
-class RNNLayer(StepRecorder):
-    def __init__(self, input_size, hidden_size, nonlinearity=torch.tanh):
-        super().__init__()
-        self.hidden_size = hidden_size
-        self.nonlinearity = nonlinearity
-        self.W_x = nn.Parameter(torch.empty(hidden_size, input_size))
-        self.W_h = nn.Parameter(torch.empty(hidden_size, hidden_size))
-        self.b = nn.Parameter(torch.empty(hidden_size))
-
-    def forward(self, x):
+""", """
         all_h, last = _in_another_process(x, [self.W_x, self.W_h, self.b, torch.zeros_like(self.b)])
-        for t in range(all_h.shape[1]):
-            self.record_step(all_h[:, t])
-        return all_h, last[0]
-"""
+"""[1:])
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="the seccomp filter is for x86-64")
