@@ -7,6 +7,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${HWGRADER_VENV:-/opt/hwgrader-venv}"
+SANDBOX_USER="${HWGRADER_SANDBOX_USER:-hwsandbox}"   # run_autograder reads the same variable
 TORCH_VERSION="2.13.0"
 TORCH_INDEX="https://download.pytorch.org/whl/cpu"   # CPU-only wheels: no multi-GB CUDA build
 
@@ -25,7 +26,7 @@ python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip check || echo "setup.sh: warning: pip check reports the inconsistencies above" >&2
 chmod -R a+rX "$VENV"
 
-bash "$HERE/create_sandbox_user.sh" hwsandbox
+bash "$HERE/create_sandbox_user.sh" "$SANDBOX_USER"
 
 # The bundle holds the hidden suites, their goldens and the hidden test labels: root only.
 chown -R root:root "$HERE"
@@ -38,23 +39,15 @@ fi
 chmod 0600 "$HERE/grading_key"
 
 cd /
-# Smoke test: the sandbox account imports what notebooks need UNDER THE GRADER'S RESOURCE LIMITS (the CUDA build of
-# torch, for one, does not import within the address-space limit), with the grading package of this bundle.
-PREFLIGHT='
-import sys
-sys.path.insert(0, sys.argv[1])
-from assignkit.grading import runner, sandbox
-user = sandbox.find_user("hwsandbox")
-if user is None:
-    sys.exit("the sandbox account hwsandbox does not exist")
-error = sandbox.preflight(user, runner.Limits(), python=sys.argv[2])
-if error:
-    sys.exit(error)
-'
-if ! "$VENV/bin/python" -I -c "$PREFLIGHT" "$HERE/grader" "$VENV/bin/python"; then
-    echo "setup.sh: the sandbox account hwsandbox cannot import torch, numpy, IPython and matplotlib under the" >&2
-    echo "grader's limits (see above). If torch is the CUDA build: the CUDA build of torch cannot be imported under" >&2
-    echo "the grader's memory limits: install the CPU wheel (torch==${TORCH_VERSION} from ${TORCH_INDEX})." >&2
+# Smoke test: the child's real start-up, as in every grading (the sandbox account, the grader's resource limits,
+# Landlock, no internet, threads and processes refused), then every import the master notebooks make and a figure.
+# The CUDA build of torch, for one, does not import under the address-space limit; matplotlib 3.10 on Python 3.10
+# starts a thread while it builds its font list (the child imports the libraries before it refuses threads).
+if ! (cd "$HERE/grader" && "$VENV/bin/python" -E -s -m assignkit.grading.startup --bundle "$HERE" --user "$SANDBOX_USER" \
+        --python "$VENV/bin/python"); then
+    echo "setup.sh: a sandboxed child cannot start what the notebooks import (see above). If torch is the CUDA build:" >&2
+    echo "it cannot be imported under the grader's memory limits: install the CPU wheel (torch==${TORCH_VERSION} from" >&2
+    echo "${TORCH_INDEX})." >&2
     exit 1
 fi
 "$VENV/bin/python" -I -c "import sys; sys.path.insert(0, '$HERE/grader'); import assignkit.grading.gradescope"

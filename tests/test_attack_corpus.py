@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import json
 import os
 import platform
@@ -590,6 +591,41 @@ def test_a_sandbox_that_cannot_start_is_reported_as_misconfigured(tmp_path, note
     assert log["misconfigured"] and "cannot start" in log["misconfigured"]
     assert "misconfigured" in results["output"]
     assert any(autograde.MISCONFIGURED in r.message for r in grading.checks.values())
+
+
+def set_up_cell_importing(notebook: Dict[str, Any], module: str) -> Dict[str, Any]:
+    """A copy whose set-up cell (the second code cell) starts with ``import module``."""
+    changed = copy.deepcopy(notebook)
+    code = [cell for cell in changed["cells"] if cell["cell_type"] == "code"]
+    source = code[1]["source"]
+    code[1]["source"] = f"import {module}\n" + ("".join(source) if isinstance(source, list) else source)
+    return changed
+
+
+def test_a_library_that_breaks_in_the_sandbox_is_the_staffs_problem_not_the_students(tmp_path, notebooks, course,
+                                                                                    account):
+    """A set-up cell that fails for a reason no student code caused (a library of the image that raises
+    RuntimeError under the sandbox, as matplotlib 3.10 did on Python 3.10): the preflight, started as every child
+    is, names the library; the grading is marked misconfigured and the student is not told that their cell
+    failed."""
+    fixture = Path(__file__).parent / "fixtures" / "breaks_in_the_sandbox.py"
+    broken = dataclasses.replace(course, runtime_files=[*course.runtime_files, fixture],
+                                 _libraries=[*course.libraries, "breaks_in_the_sandbox"])
+    notebook = set_up_cell_importing(notebooks[f"solution/{WRITTEN_NB}"], "breaks_in_the_sandbox")
+    grading, results, log = grade(tmp_path, {WRITTEN_NB: notebook}, account, broken)
+    assert log["misconfigured"] and "breaks_in_the_sandbox" in log["misconfigured"]
+    assert "can't start new thread" in log["misconfigured"]
+    assert "misconfigured" in results["output"] and "not a problem of your files" in results["output"]
+    assert "raised RuntimeError" not in results["output"]
+    assert all(autograde.MISCONFIGURED in r.message for r in grading.checks.values() if r.max_points)
+
+
+def test_a_set_up_cell_the_student_broke_is_still_the_students(tmp_path, notebooks, course, account):
+    """The control: the same RuntimeError raised by the student's own line is theirs (the preflight passes)."""
+    notebook = set_up_cell_importing(notebooks[f"solution/{WRITTEN_NB}"], "os; raise RuntimeError('my own bug')")
+    _grading, results, log = grade(tmp_path, {WRITTEN_NB: notebook}, account, course)
+    assert not log["misconfigured"]
+    assert "raised RuntimeError: my own bug" in results["output"]
 
 
 # -- 7. what the sandbox receives, captured whole --------------------------------------------------------------

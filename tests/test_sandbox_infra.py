@@ -25,8 +25,10 @@ from typing import Any, Dict, Iterator, List, Optional, Set
 import pytest
 from grading_fixtures import CREATE_USER, NEEDS_ROOT, ensure_sandbox_user, shared_dir
 
-from assignkit.grading import grade, landlock, runner, sandbox
+from assignkit.grading import grade, landlock, runner, sandbox, startup
 from assignkit.grading.runner import Limits, SandboxUser
+
+SOURCE = Path(__file__).resolve().parents[1] / "source" / "hw_rnn"
 
 MIB = 1024**2
 
@@ -525,9 +527,14 @@ def test_make_private_removes_group_and_other_permissions(tmp_path: Path) -> Non
 
 @NEEDS_ROOT
 def test_preflight_imports_under_the_graders_limits_and_fails_under_absurd_ones(account: SandboxUser) -> None:
-    assert sandbox.preflight(account, Limits()) is None
-    error = sandbox.preflight(account, dataclasses.replace(Limits(), address_space_bytes=64 * MIB))
-    assert error is not None and "address space 64 MiB" in error and "import torch" in error
+    """setup.sh's smoke test: the sandbox account's child, started as for a grading, imports what the masters
+    import (torch included); under an address space no torch fits in, it says which import failed and why."""
+    runtime = [SOURCE / "hwcheck.py", SOURCE / "safe_expr.py"]
+    modules = startup.library_imports(sorted(SOURCE.glob("q_*.ipynb")))
+    assert "torch" in modules and "matplotlib.pyplot" in modules
+    assert startup.preflight(account, Limits(), runtime, modules) is None
+    error = startup.preflight(account, dataclasses.replace(Limits(), address_space_bytes=400 * MIB), runtime, modules)
+    assert error is not None and "address space 400 MiB" in error and "import torch" in error, error
 
 
 # -- (g) create_sandbox_user.sh -------------------------------------------------------------------------------

@@ -33,10 +33,11 @@ from . import crosscheck, results
 from .child import __file__ as CHILD_FILE
 from .course import Course, notebook_ids
 from .runner import CheckRun, Limits, NotebookRun, ProbeJob, SandboxUser, peak_rss, run_notebook
-from .sandbox import lock_down, preflight, sweep
+from .sandbox import lock_down, sweep
 from .scoring import CheckResult, load_hwcheck, measured_accuracy, score
 from .scratch import Scratch
 from .seeds import check_seed, read_key
+from .startup import preflight
 from .submission import STUDENT_LOG, Submission, inspect_submission
 from .suites import Suite, SuiteCheck
 
@@ -67,8 +68,6 @@ SUSPICIOUS = re.compile(
 verdict: a student may well compare their layer with torch.nn.LSTM in a scratch cell)."""
 SETUP_CELLS = 3
 """How many of a notebook's first code cells count as its set-up (the folder cell, the imports, the helpers)."""
-SETUP_FAILURES = ("ImportError", "ModuleNotFoundError", "MemoryError", "OSError", "ended the grading process",
-                  "took too long")
 MISCONFIGURED = "not graded: the autograder is misconfigured (the course staff need to fix it; please tell them)"
 MAX_INTERNAL_ERRORS = 50
 
@@ -180,6 +179,7 @@ class Grading:
         self.seeds: Dict[str, int] = {}
         self.write_failures = 0
         self.misconfigured = ""  # set when the sandbox or the referee cannot even start: a staff problem
+        self.preflight_problem: Optional[str] = None  # None: not checked yet; "": the sandbox starts fine
         self.scratch: Optional[Scratch] = None
         for suite in course.suites:
             for check in suite.checks:
@@ -289,7 +289,7 @@ class Grading:
                          and cell.get("cell_type") == "code")
         job = ProbeJob(workdir / suite.filename, [CheckRun(c.grade_id, c.probe_source, seeds.get(c.grade_id))
                                                   for c in sandboxed],
-                       suite.skip_ids, code_cells=code_cells)
+                       suite.skip_ids, code_cells=code_cells, preload=self.course.libraries)
         by_name = {check.grade_id: check for check in sandboxed}
 
         def listener(name: str, report: Dict[str, Any], seconds: float) -> None:
@@ -317,18 +317,29 @@ class Grading:
         return {name: file.path for name, file in found.items() if file.usable and file.path is not None}
 
     def _check_sandbox_starts(self, run: NotebookRun, notebook: str) -> None:
-        """A notebook whose first cells (the folder and the set-up: imports) could not run, or whose children died
-        before any cell did, may mean a broken set-up (e.g. a torch build that cannot be imported under the
-        sandbox's limits): then ask a fresh sandboxed process to import what notebooks need, and if it cannot,
-        stop grading."""
-        first = [run.cells[index] for index in sorted(run.cells)[:SETUP_CELLS]] or ["ended the grading process"]
-        if not any(sign in status for status in first if status != "ok" for sign in SETUP_FAILURES):
+        """A notebook whose first cells (the folder and the set-up: imports) failed, or whose children died before
+        any cell ran, may mean a broken image rather than a student's bug (a torch build that cannot be imported
+        under the sandbox's limits, a library that starts a thread while it loads): then a fresh sandboxed child,
+        started exactly as for grading, imports what the masters import (:func:`startup.preflight`, once per
+        grading). If it cannot, the notebook is not graded and the grading is marked as misconfigured."""
+        first = [run.cells[index] for index in sorted(run.cells)[:SETUP_CELLS]]
+        if first and all(status == "ok" for status in first):
             return
-        self._sweep(notebook)  # nothing the student left running may take part in the test
-        problem = preflight(self.user, self.limits)
-        if problem:
-            self.misconfigured = f"the sandbox cannot start Python with the notebooks' libraries: {problem}"
-            self.internal_errors.append(self.misconfigured)
+        if self.preflight_problem is None:
+            self._sweep(notebook)  # nothing the student left running may take part in the test
+            self.preflight_problem = preflight(self.user, self.limits, self.course.runtime_files,
+                                               self.course.libraries) or ""
+        if not self.preflight_problem:
+            return
+        self.misconfigured = f"the sandbox cannot start what the notebooks import: {self.preflight_problem}"
+        self.internal_errors.append(self.misconfigured[:2000])
+        outcome = self.outcomes[notebook]
+        self.internal_errors.append(f"{notebook}: cells that failed (not the student's doing): {outcome.cells[:4]}")
+        outcome.cells = []
+        suite = self.course.suite(notebook)
+        for check in suite.checks:
+            self.check_status[check.grade_id] = "pending"
+        self._fail_suite(suite, MISCONFIGURED)
 
     def _referee(self, suite: Suite, seeds: Dict[str, int], scratch: Scratch, runtime: Path, budget: float
                  ) -> Dict[str, Dict[str, Any]]:

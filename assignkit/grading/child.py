@@ -12,7 +12,10 @@ folder, in one of two modes:
 
 Protocol
     stdin, line 1: ``{"mode": ..., "notebook": path, "runtime_dir": dir, "skip_ids": [...], "skip_cells": [...],
-                      "skip_tag": tag, "submitted": {name: path}}``
+                      "skip_tag": tag, "submitted": {name: path}, "preload": [module, ...]}``
+        ``preload``: the libraries the master notebooks import (from the trusted side). In sandbox mode they are
+        imported before the thread and process filter is installed, so that a library that starts a thread
+        while it loads (matplotlib 3.10's font manager, on Python 3.10) is ready before threads are refused.
     stdin, line 2 (sent after the cells have run): ``{"checks": [{"name", "source", "seed", "requested"}],
                       "replay": [{"name": ..., "source": ..., "defs_only": bool}, ...]}``
         ``replay``: checks an earlier child already ran. They run again silently, before the others, so that
@@ -49,6 +52,35 @@ def emit(event: Dict[str, Any]) -> None:
     """Write one event line to the grader (flushed at once, so a crash later loses nothing)."""
     _EVENTS.write(_dumps(event) + "\n")
     _EVENTS.flush()
+
+
+def warm_up(modules: List[str]) -> None:
+    """Import the notebooks' libraries while threads are still allowed, and finish what they would otherwise
+    do on first use with a thread of their own. A module that fails to import is left for the cell that
+    imports it to report. Runs before any student code."""
+    import importlib
+
+    for name in modules:
+        if not isinstance(name, str):
+            continue
+        try:
+            importlib.import_module(name)
+        except BaseException:
+            pass
+    if "matplotlib" in sys.modules:
+        try:  # builds the font list (and its cache): matplotlib 3.10 starts a threading.Timer while it does
+            from matplotlib import font_manager
+
+            font_manager.findfont("DejaVu Sans")
+        except Exception:
+            pass
+    if "tqdm" in sys.modules:
+        try:  # tqdm's monitor is a thread: without it progress bars work the same, without a warning
+            from tqdm import std
+
+            std.tqdm.monitor_interval = 0
+        except Exception:
+            pass
 
 
 def single_threaded() -> bool:
@@ -207,9 +239,10 @@ def main() -> int:
     _EVENTS = os.fdopen(int(os.environ["HWGRADE_EVENTS_FD"]), "w", encoding="utf-8", closefd=False)
     job = json.loads(sys.stdin.readline())
     sys.path.insert(0, job["runtime_dir"])
-    if job.get("mode") == "sandbox":
-        single_threaded()
     shell = make_shell()
+    if job.get("mode") == "sandbox":
+        warm_up(list(job.get("preload") or []))
+        single_threaded()
     use_mode(job, None, {})  # while the notebook's own cells run, every check is a no-op
     try:
         run_cells(shell, job)

@@ -85,6 +85,7 @@ class Course:
     sandbox_user: str = DEFAULT_USER
     origin: str = ""
     _redactor: Optional[Redactor] = field(default=None, repr=False)
+    _libraries: Optional[List[str]] = field(default=None, repr=False)
 
     @property
     def hwcheck_path(self) -> Path:
@@ -97,6 +98,16 @@ class Course:
         for suite in self.suites:
             names += [name for name in suite.submit if name not in names]
         return names
+
+    @property
+    def libraries(self) -> List[str]:
+        """The modules the master notebooks import (``startup.library_imports``): a sandboxed child imports them
+        before it refuses threads, and the preflight checks that each one works under the sandbox."""
+        if self._libraries is None:
+            from .startup import library_imports
+
+            self._libraries = library_imports(self.master_path(suite) for suite in self.suites)
+        return self._libraries
 
     def master_path(self, suite: Suite) -> Path:
         return self.referee_dir / suite.filename
@@ -120,7 +131,7 @@ class Course:
         if unknown:
             raise ValueError(f"no such notebook in this course: {', '.join(unknown)}")
         return dataclasses.replace(self, suites=[suite for suite in self.suites if suite.name in names],
-                                   _redactor=None)
+                                   _redactor=None, _libraries=None)
 
     @property
     def redactor(self) -> Redactor:

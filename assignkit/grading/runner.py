@@ -96,6 +96,7 @@ class ProbeJob:
     mode: str = "sandbox"
     submitted: Mapping[str, str] = field(default_factory=dict)
     code_cells: int = 10_000  # how many code cells the notebook has (cell events beyond are not believed)
+    preload: Sequence[str] = ()  # libraries a sandboxed child imports before threads are refused (child.warm_up)
 
 
 @dataclass
@@ -497,6 +498,7 @@ class _Child:
             "skip_cells": sorted(skip_cells),
             "skip_tag": job.skip_tag,
             "submitted": dict(job.submitted),
+            "preload": list(job.preload),
         }
         self.send(first)
 

@@ -8,7 +8,7 @@ the sandbox user cannot read them.
 * :func:`verify_unreadable` / :func:`protect_checkout` — what the sandbox account can read, checked *as* that
   account, and a repository checkout locked so that it can read nothing but the virtualenv it runs from;
 * :func:`make_private` — build outputs (hidden goldens, bundle) private to their owner;
-* :func:`preflight` — the account imports torch & co. under the grader's resource limits (``setup.sh``);
+* (the preflight of ``setup.sh`` is :func:`assignkit.grading.startup.preflight`);
 * :func:`dedicated_users` — the accounts ``hwsandbox``, ``hwsandbox2`` … of parallel local gradings.
 
 Everything here runs on Python 3.10 with the standard library only (it ships in the Gradescope bundle).
@@ -19,12 +19,10 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
@@ -35,7 +33,6 @@ DEFAULT_USER = "hwsandbox"
 FALLBACK_USER = "nobody"
 OVERFLOW_UID = 65534  # ``nobody`` under any name
 CREATE_USERS = "bash autograder/create_sandbox_user.sh"
-PREFLIGHT_MODULES = ("torch", "numpy", "IPython", "matplotlib")
 
 SWEPT_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
 """World-writable folders where an account can leave files behind (its home is added when it has one of its own)."""
@@ -607,74 +604,3 @@ def make_private(paths: Iterable[Path]) -> List[str]:
                 for name in folders + files:
                     private(os.path.join(directory, name))
     return changed
-
-
-# -- preflight: the account can start what notebooks need under the grader's limits --------------------------
-
-def _limited(limits: Any, user: Optional[SandboxUser]) -> Callable[[], None]:
-    """The child side of the limits the grader sets on a sandboxed child (see ``runner.Limits``)."""
-
-    def apply() -> None:
-        import resource
-
-        os.setsid()
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
-        resource.setrlimit(resource.RLIMIT_DATA, (limits.data_bytes, limits.data_bytes))
-        resource.setrlimit(resource.RLIMIT_AS, (limits.address_space_bytes, limits.address_space_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if user is not None:
-            resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
-            os.setgroups([])
-            os.setgid(user.gid)
-            os.setuid(user.uid)
-
-    return apply
-
-
-def preflight(user: Optional[SandboxUser], limits: Any, python: str = sys.executable, timeout: float = 60,
-              modules: Sequence[str] = PREFLIGHT_MODULES) -> Optional[str]:
-    """``None`` when ``python -I -c "import torch, numpy, IPython, matplotlib"`` works as ``user`` under the
-    resource limits the grader sets on the child (``limits``: a ``runner.Limits``), else a short error text.
-
-    ``setup.sh`` runs it once: the CUDA build of torch, for one, does not import under the address-space limit.
-    ``user=None`` runs it as the caller (still with the limits).
-    """
-    if user is not None and not is_root():
-        return f"checking as {account_name(user.uid)} needs root"
-    code = "import " + ", ".join(modules)
-    who = account_name(user.uid) if user is not None else "this account"
-    home = tempfile.mkdtemp(prefix="hwpreflight-")
-    try:
-        if user is not None:
-            os.chown(home, user.uid, user.gid)
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8", "MPLBACKEND": "Agg",
-               "MPLCONFIGDIR": os.path.join(home, ".matplotlib"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        try:
-            process = subprocess.Popen([python, "-I", "-c", code], cwd=home, env=env, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       preexec_fn=_limited(limits, user))
-        except (OSError, subprocess.SubprocessError) as error:
-            return f"could not start {python} as {who}: {error}"
-        try:
-            _, err = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            process.communicate()
-            return f"`{python} -I -c \"{code}\"` as {who} did not finish within {timeout:g} s"
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    if process.returncode == 0:
-        return None
-    status = f"exit code {process.returncode}"
-    if process.returncode < 0:
-        status = f"killed by {signal.Signals(-process.returncode).name}"
-    lines = err.decode("utf-8", "replace").strip().splitlines()
-    tail = "\n".join(lines[-6:])[-800:]
-    mib = 1024**2
-    return (f"`{python} -I -c \"{code}\"` failed as {who} under the grader's limits (address space "
-            f"{limits.address_space_bytes // mib} MiB, data {limits.data_bytes // mib} MiB, "
-            f"{limits.processes} processes): {status}" + (f"\n{tail}" if tail else ""))
