@@ -345,3 +345,33 @@ def test_a_hint_explains_a_mismatch_in_the_students_terms(hwcheck):
     hint = "gradient_norms must switch recording off again before it returns"
     problems = hwcheck.compare_values(actual, expected, hints={"recording_left_on": hint})
     assert problems[0] == f"recording_left_on: {hint}" and "max abs error 1" in problems[1]
+
+
+def test_an_error_in_the_students_code_shows_their_line_and_hides_the_checkers_frames(tmp_path):
+    """In Jupyter, a check whose probe raises inside the student's ``forward`` names the student's failing line;
+    IPython's traceback shows the check cell, not hwcheck.py's frames."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    shell = InteractiveShell.instance()
+    shell.run_cell(f"import sys; sys.path.insert(0, {str(SOURCE)!r}); import hwcheck, torch", store_history=True)
+    student = (
+        "class Layer:\n"
+        "    def __init__(self):\n"
+        "        self.W_h = torch.zeros(5, 3)\n"
+        "    def forward(self, x):\n"
+        "        return x @ self.W_h  # the student's wrong transpose\n"
+    )
+    shell.run_cell(student, store_history=True)
+    with capture_output() as captured:
+        result = shell.run_cell("hwcheck.check('demo_check', lambda: {'y': Layer().forward(torch.ones(8, 3))})",
+                                store_history=True)
+    assert isinstance(result.error_in_exec, AssertionError)
+    message = str(result.error_in_exec)
+    assert "mat1 and mat2 shapes cannot be multiplied" in message
+    assert "Layer.forward, line 5: return x @ self.W_h  # the student's wrong transpose" in message
+    assert "<lambda>" not in message  # the check's own probe is not the student's code
+    shown = captured.stdout + captured.stderr
+    assert "Layer.forward, line 5" in shown
+    assert "hwcheck.py" not in shown, shown
+    InteractiveShell.clear_instance()

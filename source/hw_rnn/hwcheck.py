@@ -681,6 +681,45 @@ def _raising_function(exc: BaseException) -> str:
     return f"{type(owner).__name__}.{name}" if owner is not None else name
 
 
+def _library_folders() -> Tuple[str, ...]:
+    """Folders whose frames are not the student's: Python's own library, installed packages, this module."""
+    import sysconfig
+
+    folders = {os.path.dirname(os.path.abspath(__file__))}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            folders.add(os.path.abspath(path))
+    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}:
+        folders.add(os.path.join(os.path.abspath(prefix), "lib"))
+    return tuple(sorted(folders))
+
+
+def student_frames(exc: BaseException, limit: int = 3, skip: Any = None) -> List[str]:
+    """Where in the student's own code ``exc`` happened, innermost last: ``["RNNLayer.forward, line 14:
+    h = torch.tanh(x @ self.W_x + h @ self.W_h)"]``. Frames of this module, of torch and of Python's library are
+    left out (they are where the error surfaced, not where the bug is), and so is the code object ``skip`` (the
+    check's own probe)."""
+    import linecache
+
+    library = _library_folders()
+    found = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frame, line = tb.tb_frame, tb.tb_lineno
+        filename = os.path.abspath(frame.f_code.co_filename) if not frame.f_code.co_filename.startswith("<") \
+            else frame.f_code.co_filename
+        if not filename.startswith(library) and frame.f_code is not skip:
+            owner = frame.f_locals.get("self")
+            where = frame.f_code.co_name
+            if owner is not None and where != "<module>":
+                where = f"{type(owner).__name__}.{where}"
+            code = linecache.getline(frame.f_code.co_filename, line).strip()
+            found.append(f"{where}, line {line}" + (f": {code}" if code else ""))
+        tb = tb.tb_next
+    return found[-limit:]
+
+
 def _describe_error(exc: BaseException) -> str:
     if isinstance(exc, NotImplementedError):
         where = _raising_function(exc)
@@ -690,8 +729,44 @@ def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _error_report(exc: BaseException) -> Dict[str, Any]:
-    return {"error": {"type": type(exc).__name__, "message": _describe_error(exc)[:MAX_TEXT]}}
+def _show_failures_briefly() -> None:
+    """In Jupyter, show a failed check as its message only: the frames of this module say nothing about the
+    student's bug (the message names the student's own lines). Other exceptions keep IPython's usual traceback;
+    the cell still fails (nbclient and nbgrader see the error)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or getattr(shell, "_hwcheck_brief_failures", False):
+        return
+
+    def show(shell: Any, kind: type, value: BaseException, tb: Any, tb_offset: Any = None) -> List[str]:
+        lines = [f"\x1b[1;31m{kind.__name__}\x1b[0m: {value}"]
+        shell._showtraceback(kind, value, lines)  # in Jupyter: the cell's error output, which nbclient sees
+        return lines
+
+    shell.set_custom_exc((CheckFailed,), show)
+    shell._hwcheck_brief_failures = True
+
+
+def _error_in_notebook(name: str, report: Mapping[str, Any]) -> CheckFailed:
+    """The notebook's message for a probe that raised: what was raised and the student's lines it went through."""
+    error = report["error"]
+    message = f"{name}: {error['message']}"
+    if error.get("where"):
+        message += "\n  in your code (innermost last):\n" + "\n".join(f"    {line}" for line in error["where"])
+    return CheckFailed(message)
+
+
+def _error_report(exc: BaseException, probe: Any = None) -> Dict[str, Any]:
+    error: Dict[str, Any] = {"type": type(exc).__name__, "message": _describe_error(exc)[:MAX_TEXT]}
+    if _mode == "notebook" and not isinstance(exc, (NotImplementedError, AnswerUnreadable, CheckFailed)):
+        try:
+            error["where"] = [line[:MAX_TEXT] for line in student_frames(exc, skip=getattr(probe, "__code__", None))]
+        except Exception:  # never let the message hide the error
+            pass
+    return {"error": error}
 
 
 def _call(function: Callable[..., Any], seed: Optional[int]) -> Any:
@@ -715,7 +790,7 @@ def _run_probe(name: str, probe: Callable[..., Any], seed: Optional[int], kernel
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a probe that fails is a failed check, whatever it raised
-        return _error_report(exc)
+        return _error_report(exc, probe)
 
 
 def _options(rtol: float, atol: float, layouts: Any, compare: Any, score: Any, hints: Any = None) -> Dict[str, Any]:
@@ -763,10 +838,11 @@ def check(
     if os.environ.get("HWCHECK_RECORD"):
         _record_check(name, probe, reference, seeded, kernels, {**options, **kind})
         return
+    _show_failures_briefly()
     seed = NOTEBOOK_SEED if seeded else None
     report = _run_probe(name, probe, seed, kernels)
     if "error" in report:
-        raise CheckFailed(f"{name}: {report['error']['message']}")
+        raise _error_in_notebook(name, report) from None
     if report.get("kernels"):
         raise CheckFailed(f"{name}: {kernels_message(report['kernels'])}")
     _judge_in_notebook(name, report["values"], options, lambda: _call(reference, seed) if reference else None)
@@ -810,9 +886,10 @@ def answer_check(
         return
     if variable not in caller:
         raise CheckFailed(f"{name}: `{variable}` is not defined: run its answer cell")
+    _show_failures_briefly()
     report = _run_probe(name, lambda: transform(caller[variable]), None, None)
     if "error" in report:
-        raise CheckFailed(f"{name}: {report['error']['message']}")
+        raise _error_in_notebook(name, report) from None
     _judge_in_notebook(name, report["values"], options, lambda: transform(key()))
 
 
