@@ -86,3 +86,63 @@ def test_release_notebook_has_no_staff_wording(fast_build, name):
 def test_every_release_notebook_is_scanned(fast_build):
     released = {path.name for path in (fast_build / "release" / "hw_rnn").glob("*.ipynb")}
     assert released and released <= set(RELEASED), f"not scanned: {sorted(released - set(RELEASED))}"
+
+
+def value_returning_functions(cells: List[dict]) -> set:
+    """Names of the functions a notebook defines that return a value (a bare call of one shows that value)."""
+    import ast
+
+    names = set()
+    for cell in cells:
+        if cell["cell_type"] != "code":
+            continue
+        try:
+            tree = ast.parse("".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"])
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and any(
+                    isinstance(inner, ast.Return) and inner.value is not None
+                    and not (isinstance(inner.value, ast.Constant) and inner.value.value is None)
+                    for inner in ast.walk(node)):
+                names.add(node.name)
+    return names
+
+
+def stray_values(notebook: Path) -> List[str]:
+    """Check cells whose last line is a bare call of a value-returning function: Jupyter would print the value (a
+    stray ``True`` under every format check)."""
+    import ast
+
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+    returning = value_returning_functions(cells)
+    found = []
+    for index, cell in enumerate(cells):
+        if cell["cell_type"] != "code" or not (cell.get("metadata", {}).get("nbgrader") or {}).get("grade"):
+            continue
+        try:
+            body = ast.parse("".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]).body
+        except SyntaxError:
+            continue
+        if body and isinstance(body[-1], ast.Expr) and isinstance(body[-1].value, ast.Call):
+            function = body[-1].value.func
+            if isinstance(function, ast.Name) and function.id in returning:
+                found.append(f"{notebook.name} cell {index}: ends with {function.id}(...), whose value is shown")
+    return found
+
+
+def test_the_stray_value_scan_finds_a_bare_call_of_a_value_returning_function(tmp_path):
+    notebook = tmp_path / "q_example.ipynb"
+    check = {"nbgrader": {"grade": True}}
+    notebook.write_text(json.dumps({"cells": [
+        {"cell_type": "code", "metadata": {}, "source": "def show(name):\n    print(name)\n    return True\n"},
+        {"cell_type": "code", "metadata": check, "source": "show('a')\n"},
+        {"cell_type": "code", "metadata": check, "source": "ok = show('b')\n"},
+    ]}), encoding="utf-8")
+    assert stray_values(notebook) == ["q_example.ipynb cell 1: ends with show(...), whose value is shown"]
+
+
+@pytest.mark.parametrize("name", RELEASED)
+def test_no_check_cell_of_the_release_prints_a_stray_value(fast_build, name):
+    found = stray_values(fast_build / "release" / "hw_rnn" / name)
+    assert not found, "\n".join(found)
