@@ -491,11 +491,16 @@ def test_every_staff_cell_is_scratch_space_in_the_release(fast_build):
         assert "pass  # (ungraded" in source
 
 
-def test_hours_question_is_ungraded_and_the_autograded_total_is_unchanged():
+def test_process_questions_are_ungraded_and_the_autograded_total_is_unchanged():
+    """HW6 7(a)-(c): sources, collaborators and hours are collected (0 points each) and asked in the prompt."""
     from assignkit.masters import read_master
 
     master = read_master(Path(ROOT / "source" / "hw_rnn" / f"{NOTEBOOK}.ipynb"))
     assert master.autograded_points == 18
-    assert master.manual_points["hours_spent"] == 0
-    question = master_cell(NOTEBOOK, "hours_spent")
-    assert "Not graded" in question
+    for grade_id in ("sources_used", "collaborators", "hours_spent"):
+        assert master.manual_points[grade_id] == 0
+        assert "Not graded" in master_cell(NOTEBOOK, grade_id)
+    notebook = json.loads((ROOT / "source" / "hw_rnn" / f"{NOTEBOOK}.ipynb").read_text(encoding="utf-8"))
+    prompt = next("".join(cell["source"]) for cell in notebook["cells"] if cell.get("id") == "cell-process")
+    assert "Which sources" in prompt and "who?" in prompt and "how many hours" in prompt
+    assert "self-assessment" not in prompt
