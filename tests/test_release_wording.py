@@ -146,3 +146,20 @@ def test_the_stray_value_scan_finds_a_bare_call_of_a_value_returning_function(tm
 def test_no_check_cell_of_the_release_prints_a_stray_value(fast_build, name):
     found = stray_values(fast_build / "release" / "hw_rnn" / name)
     assert not found, "\n".join(found)
+
+
+def bench_median(key: str) -> float:
+    results = json.loads((SOURCE.parents[1] / "bench" / "results.json").read_text(encoding="utf-8"))
+    return float(results[key]["median_train_seconds"])
+
+
+@pytest.mark.parametrize(("notebook", "bench_key", "times"), [("q_char_lm", "char_lm", 3),
+                                                             ("q_rnn_last_name", "surnames", 2)])
+def test_training_time_claims_quote_the_measured_median(notebook, bench_key, times):
+    """Every sentence on how long the default training takes quotes one figure: the benchmark's median, rounded
+    to 10 s (make bench writes bench/results.json)."""
+    text = "\n".join(text for _, text in readable_text(SOURCE / f"{notebook}.ipynb"))
+    figure = int(round(bench_median(bench_key) / 10) * 10)
+    assert text.count(f"about {figure} seconds") >= times, (notebook, figure)
+    for vague in ("under a minute", "most of a minute", "about 40 seconds", "about 25 s"):
+        assert vague not in text, (notebook, vague)
