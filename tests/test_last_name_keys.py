@@ -145,7 +145,7 @@ def staff_run() -> tuple:
     """(Run of the committed full-build model, its submission log); the log must be the default staff run."""
     log = json.loads((STAFF_RUN / "submission_log.json").read_text(encoding="utf-8"))
     run = Run(namespace_of(SOURCE), STAFF_RUN / "surname_model.pt")
-    assert log["fast_mode"] is False and log["hyperparameters"] == run.hparams, \
+    assert log["short_run"] is False and log["hyperparameters"] == run.hparams, \
         "solutions/ is not the release build of the current master: rebuild it (make release)"
     return run, log
 

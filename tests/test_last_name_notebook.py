@@ -90,7 +90,7 @@ def test_submission_log_follows_the_schema_and_describes_the_weights(fast_build)
     hparams = log["hyperparameters"]
     assert log["model"]["config"] == {"vocab_size": 58, "rnn_size": hparams["rnn_size"], "n_categories": 18,
                                       "num_layers": hparams["num_layers"], "model_type": hparams["model_type"]}
-    assert log["fast_mode"] is True and hparams["epochs"] == len(log["training"]["epochs"]) == 1
+    assert log["short_run"] is True and hparams["epochs"] == len(log["training"]["epochs"]) == 1
     assert log["public_test_accuracy"] == log["training"]["epochs"][-1]["test_accuracy"]
     for grade_id in ("letter_to_index", "encode_name"):  # the hash of the graded cell's source, as submitted
         expected = hashlib.sha256((master_cell(fast_build, grade_id) + "\n").encode("utf-8")).hexdigest()

@@ -26,7 +26,12 @@ STAFF_WORDS = {
     "assignkit": re.compile(r"\bassignkit\b", re.I),
     "nbgrader": re.compile(r"\bnbgrader\b", re.I),
     "fast mode": re.compile(r"\bfast[\s-]+mode\b", re.I),
+    "how the staff run it": re.compile(r"\b(?:course\s+)?staff\s+run\b", re.I),
+    "the original version": re.compile(r"\boriginal\s+version\s+of\s+this\s+homework\b", re.I),
+    "python -m (a staff module)": re.compile(r"\bpython\s+-m\s+(?!venv\b|pip\b)\w", re.I),
 }
+STAFF_CODE = re.compile(r"\b(?:fast_mode|NBGRADER_EXECUTION|HW_FAST|HWCHECK_\w+|GRADING_RUN)\b")
+"""Names of the staff's switches: a student reading the code of a given cell should not meet them either."""
 RELEASED = sorted(path.name for path in SOURCE.glob("q_*.ipynb"))  # masters present now; the build releases each
 
 
@@ -54,6 +59,16 @@ def readable_text(notebook: Path) -> Iterator[Tuple[str, str]]:
                 yield where, text
 
 
+def staff_code(notebook: Path) -> List[str]:
+    """Staff switches named anywhere in a code cell (the words of :data:`STAFF_CODE`)."""
+    found = []
+    for index, cell in enumerate(json.loads(notebook.read_text(encoding="utf-8"))["cells"]):
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] == "code":
+            found += [f"{notebook.name} cell {index}: {match.group(0)}" for match in STAFF_CODE.finditer(source)]
+    return found
+
+
 def staff_wording(notebook: Path) -> List[str]:
     found = []
     for where, text in readable_text(notebook):
@@ -79,8 +94,31 @@ def test_the_scan_sees_markdown_comments_and_printed_strings_but_not_code(tmp_pa
 def test_release_notebook_has_no_staff_wording(fast_build, name):
     notebook = fast_build / "release" / "hw_rnn" / name
     assert notebook.is_file(), f"{name} was not released"
-    found = staff_wording(notebook)
+    found = staff_wording(notebook) + staff_code(notebook)
     assert not found, "staff-only wording in the student release:\n" + "\n".join(found)
+
+
+def test_the_code_scan_finds_the_staff_switches(tmp_path):
+    notebook = tmp_path / "q_example.ipynb"
+    notebook.write_text(json.dumps({"cells": [
+        {"cell_type": "code", "source": "n = 40 if hwcheck.fast_mode() else 150\nx = os.environ['NBGRADER_EXECUTION']"},
+        {"cell_type": "code", "source": "steps = hwcheck.steps(150, short=40)  # fast_modes is another word"},
+    ]}), encoding="utf-8")
+    assert staff_code(notebook) == ["q_example.ipynb cell 0: fast_mode", "q_example.ipynb cell 0: NBGRADER_EXECUTION"]
+
+
+def test_the_release_text_files_have_no_staff_wording(fast_build):
+    """The student README, the datasheet and the licences of the data: what a student reads beside the notebooks."""
+    release = fast_build / "release" / "hw_rnn"
+    texts = sorted(release.glob("*.md")) + sorted((release / "data").glob("*.md"))
+    assert any(path.name == "DATASET.md" for path in texts)
+    found = []
+    for path in texts:
+        text = path.read_text(encoding="utf-8")
+        for label, pattern in STAFF_WORDS.items():
+            found += [f"{path.name}: {label!r} in …{text[max(0, m.start() - 50):m.end() + 50]}…"
+                      for m in pattern.finditer(text)]
+    assert not found, "\n".join(found)
 
 
 def test_every_release_notebook_is_scanned(fast_build):

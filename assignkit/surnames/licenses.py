@@ -53,7 +53,7 @@ def render_licenses() -> str:
         "# Licences of the surname data",
         "",
         "The files `surnames_train.tsv`, `surnames_test_public.tsv`, `languages.txt` (and the hidden",
-        "test set kept with the autograder) were derived by `assignkit.surnames.build` from the",
+        "test set kept with the autograder) were derived by the course's data build from the",
         "following packages, at exactly these versions. The names were selected, transliterated to",
         "ASCII, de-duplicated and split; see DATASET.md. The licence notices below are reproduced",
         "from the packages' installed metadata.",

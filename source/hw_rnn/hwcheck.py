@@ -102,6 +102,24 @@ def fast_mode() -> bool:
     return bool(os.environ.get("HW_FAST") or os.environ.get("NBGRADER_EXECUTION"))
 
 
+def short_run() -> bool:
+    """True when the course's tools run the notebook only to check that every cell works: its training loops are
+    then shortened (see :func:`steps`)."""
+    return fast_mode()
+
+
+def steps(full: int, short: int) -> int:
+    """How long a training loop of the notebook runs: ``full`` when you run it; ``short`` when the course's tools
+    run the whole notebook only to check that every cell works (the notebook's given code uses this)."""
+    return short if fast_mode() else full
+
+
+def graded_weights(path: str) -> Optional[str]:
+    """``path`` when this notebook is being graded next to the weights file you submitted (the grader then uses
+    your saved weights and does not train again); ``None`` when you run the notebook yourself."""
+    return path if os.environ.get("NBGRADER_EXECUTION") and Path(path).exists() else None
+
+
 def submitted_file(name: str) -> str:
     """Where the referee finds a submitted file (e.g. ``surname_model.pt``); elsewhere just ``name``."""
     return _submitted.get(name, name) if _mode == "referee" else name
