@@ -311,8 +311,10 @@ def test_visualiser_figure_is_labelled_and_controls_fit(master):
     shown.append(visualiser.figure)
     assert controls["nonlinearity"].disabled and not controls["forget_bias"].disabled
     assert first_image.startswith(b"\x89PNG") and bytes(visualiser.image.value) != first_image
-    for control in controls.values():
-        assert control.style.description_width == "initial", control.description
+    for control in controls.values():  # a fixed label width leaves every slider bar about 200 px
+        width, label = (int(str(value).removesuffix("px")) for value in (control.layout.width,
+                                                                        control.style.description_width))
+        assert width - label >= 200 and len(control.description) * 7 <= label, control.description
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     for figure in shown:
@@ -326,3 +328,30 @@ def test_visualiser_figure_is_labelled_and_controls_fit(master):
             assert not title.overlaps(axis.title.get_window_extent(renderer)), "the figure title covers a panel title"
     lstm_labels = " ".join(axis.get_ylabel() for axis in shown[1].axes)
     assert "C_t" in lstm_labels and len(shown[1].axes[1].lines) == 2  # dL/dh_t and dL/dC_t
+
+
+def test_a_norm_of_exactly_zero_is_marked_not_just_left_out(master):
+    """A log scale cannot show 0: the visualiser marks such steps with an x and says so in the legend."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    figure, axes = plt.subplots(1, 2)
+    norms = {"h": np.array([0.5, 0.0, 0.2, 0.0]), "grad_h": np.array([1e-3, 0.0, 0.1, 1.0])}
+    master["draw_step_norms"](axes, norms, label="relu")
+    master["draw_step_norms"](axes, norms, label="relu again")
+    for axis, zeros in ((axes[0], [2, 4]), (axes[1], [2])):
+        marks = [line for line in axis.lines if line.get_marker() == "x"]
+        assert [list(mark.get_xdata()) for mark in marks] == [zeros, zeros]
+        assert [mark.get_label() for mark in marks].count("norm exactly 0") == 1
+    plt.close(figure)
+
+
+def test_the_table_under_the_lstm_figure_does_not_wrap(fast_build):
+    """JupyterLab wraps output lines that are wider than the output area (about 100 characters at a 1300 px
+    window): the table under the 1.H figure stays well under it, one row per layer and state."""
+    from key_text import printed
+
+    text = printed(fast_build / "solutions" / "hw_rnn" / "q_rnn_and_grad.ipynb", "visualiser_lstm_static")
+    lines = text.splitlines()
+    assert len(lines) >= 2 + 2 * 7, text
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
