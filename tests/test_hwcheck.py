@@ -375,3 +375,15 @@ def test_an_error_in_the_students_code_shows_their_line_and_hides_the_checkers_f
     assert "Layer.forward, line 5" in shown
     assert "hwcheck.py" not in shown, shown
     InteractiveShell.clear_instance()
+
+
+def test_a_hint_that_assumes_the_right_length_gives_way_to_the_length(hwcheck):
+    """4.F: a name one letter too long at temperature 0 is a length bug, not a greedy-decoding bug."""
+    expected = {"seed0/T=0": hwcheck.encode("abc"), "seed0/T=0/length": hwcheck.encode(3)}
+    hints = {"T=0": "take the argmax", "length": "the name has the wrong number of letters"}
+    too_long = {"seed0/T=0": hwcheck.encode("abcd"), "seed0/T=0/length": hwcheck.encode(4)}
+    problems = hwcheck.compare_values(too_long, expected, hints=hints)
+    assert len(problems) == 2 and "argmax" not in " ".join(problems)
+    assert problems[1] == "seed0/T=0/length: the name has the wrong number of letters"
+    not_greedy = {"seed0/T=0": hwcheck.encode("abd"), "seed0/T=0/length": hwcheck.encode(3)}
+    assert hwcheck.compare_values(not_greedy, expected, hints=hints) == ["seed0/T=0: take the argmax"]

@@ -355,3 +355,21 @@ def test_the_table_under_the_lstm_figure_does_not_wrap(fast_build):
     lines = text.splitlines()
     assert len(lines) >= 2 + 2 * 7, text
     assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+
+
+def test_a_head_without_its_bias_is_named_by_the_1b_check(master):
+    """1.B: a read-out built without a bias gets a message that says so (not torch's addmm TypeError)."""
+    cells = cells_by_grade_id()
+    source = text_of(cells["test_regression_model_public"])
+    namespace = dict(master)
+    exec(compile(source[:source.index("hwcheck.check(")], "<test_regression_model_public>", "exec"), namespace)
+    namespace["probe_regression_model_public"]()  # the solution passes
+
+    class NoBias(master["RecurrentRegressionModel"]):
+        def __init__(self, recurrent_net, output_dim=1):
+            super().__init__(recurrent_net, output_dim)
+            self.head = torch.nn.Linear(recurrent_net.hidden_size, output_dim, bias=False)
+
+    namespace["RecurrentRegressionModel"] = NoBias
+    with pytest.raises(ValueError, match=r"nn.Linear\(hidden_size, output_dim\), with its bias.*'head.bias'"):
+        namespace["probe_regression_model_public"]()

@@ -407,23 +407,30 @@ def compare_values(
 
     ``layouts``, ``compare`` and ``hints`` are looked up by the last part of a key (``"case3/all_h"`` ->
     ``"all_h"``). A hint replaces the generic explanation of a mismatch of that value (e.g. "switch recording
-    off before returning" instead of "max abs error 1").
+    off before returning" instead of "max abs error 1"). When a value ``key`` comes with its length
+    (``key + "/length"``) and the length is wrong too, the length's message is the one that explains it: the
+    hint of ``key`` (which assumes the right length) is not shown.
     """
     problems = []
     layouts = layouts or {}
     compare = compare or {}
     hints = hints or {}
+
+    def problem_of(key: str) -> Optional[str]:
+        short = key.rsplit("/", 1)[-1]
+        return compare_value(key, actual[key], expected[key], rtol=rtol, atol=atol, layout=layouts.get(short),
+                             reveal=reveal, spec=compare.get(short))
+
     for key in expected:
         if key not in actual:
             problems.append(f"{key}: no value was produced")
             continue
         short = key.rsplit("/", 1)[-1]
-        problem = compare_value(
-            key, actual[key], expected[key], rtol=rtol, atol=atol, layout=layouts.get(short), reveal=reveal,
-            spec=compare.get(short),
-        )
+        problem = problem_of(key)
         if problem:
-            problems.append(f"{key}: {hints[short]}" if short in hints else problem)
+            length = f"{key}/length"
+            wrong_length = length in expected and length in actual and problem_of(length) is not None
+            problems.append(f"{key}: {hints[short]}" if short in hints and not wrong_length else problem)
     return problems
 
 
