@@ -159,6 +159,31 @@ def test_clipping_answer_describes_the_experiment(fast_build):
     assert highest["without clipping"] > 100 and highest["with clipping (max_norm = 1)"] < 100
 
 
+def test_clipping_claims_hold_for_other_seeds_and_torchs_clip(monkeypatch):
+    """The 4.E answer claims only what does not change: its staff cell's claims hold, over the full 150 steps, for
+    two more seeds with the master's clip_grad_norm and with torch's clip_grad_norm_ (which rounds differently)."""
+    import torch
+
+    from assignkit.bench import master_namespace
+
+    master = Path(__file__).resolve().parents[1] / "source" / "hw_rnn" / "q_char_lm.ipynb"
+    monkeypatch.chdir(master.parent)
+    namespace = master_namespace(master)
+    notebook = json.loads(master.read_text(encoding="utf-8"))
+    staff = next("".join(cell["source"]) for cell in notebook["cells"]
+                 if (cell["metadata"].get("nbgrader") or {}).get("grade_id") == "scratch_4e")
+    exec(compile(staff[:staff.index("if not hwcheck.short_run()")], "<scratch_4e>", "exec"), namespace)
+    answer = " ".join(markdown_of(notebook, "written_clipping").split())
+    assert "over a hundred bits" in answer and "within a factor of two of uniform guessing" in answer
+
+    def torch_clip(parameters, max_norm):
+        return float(torch.nn.utils.clip_grad_norm_(list(parameters), max_norm))
+
+    for seed, clip_function in ((2, namespace["clip_grad_norm"]), (3, torch_clip)):
+        runs = namespace["run_clip_experiment"](seed, 150, clip_function)
+        namespace["clipping_claims"](runs["without"], runs["with"])
+
+
 # --------------------------------------------------------------------------------------------------
 # The blank release in a real kernel
 # --------------------------------------------------------------------------------------------------
