@@ -27,9 +27,9 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from . import crosscheck, results
+from . import crosscheck, identity, results
 from .child import __file__ as CHILD_FILE
 from .course import Course, notebook_ids
 from .runner import CheckRun, Limits, NotebookRun, ProbeJob, SandboxUser, peak_rss, run_notebook
@@ -154,8 +154,11 @@ class Grading:
     def __init__(self, course: Course, submission_dir: Path, results_dir: Path, *, limits: Optional[Limits] = None,
                  user: Optional[SandboxUser] = None, sweep_user: bool = False,
                  total_seconds: float = TOTAL_SECONDS, scratch_base: Optional[Path] = None,
-                 log: Callable[[str], None] = lambda message: None) -> None:
+                 log: Callable[[str], None] = lambda message: None,
+                 submitters: Optional[Sequence[str]] = None) -> None:
         self.course = course
+        self.submitters = submitters  # the IDs of whoever submitted (Gradescope's metadata, a roster), if known
+        self.identity: Dict[str, Dict[str, Any]] = {}
         self.key, self.key_origin = read_key(course.key_path)
         self.submission_dir = submission_dir
         self.results_dir = results_dir
@@ -202,6 +205,7 @@ class Grading:
                                                  self.course.extra_files)
             self.publish()
             self._grade_notebooks()
+            self._check_identity()
             self._cross_check()
             self.finished = True
         except Exception:  # a bug of the grader must still leave valid results that say so
@@ -419,6 +423,31 @@ class Grading:
                 self.check_status[check.grade_id] = "not run"
         self.publish()
 
+    def _check_identity(self) -> None:
+        """Notebooks with per-student variants (their master asks for ``STUDENT_ID``): when the typed ID is not one
+        of the submitters', the notebook's typed answers (checks judged from the saved file) earn nothing."""
+        assert self.submission is not None
+        for suite in self.course.suites:
+            master = json.loads(self.course.master_path(suite).read_text(encoding="utf-8"))
+            if not any(((cell.get("metadata") or {}).get("nbgrader") or {}).get("grade_id") == identity.ID_CELL
+                       for cell in master.get("cells", [])):
+                continue
+            found = self.submission.file(suite.filename)
+            path = found.path if found.usable else None
+            verdict = identity.judge(path, self.submitters, self.hwcheck)
+            self.identity[suite.name] = {"typed": verdict.typed, "checked": self.submitters is not None,
+                                         "matches": verdict.ok}
+            if verdict.ok:
+                continue
+            self.log(f"{suite.filename}: {verdict.message}")
+            for check in suite.checks:
+                result = self.checks.get(check.grade_id)
+                if check.kind == "static" and result is not None and result.points:
+                    self.checks[check.grade_id] = dataclasses.replace(result, points=0.0, ok=False,
+                                                                      message=verdict.message)
+            self.outcomes[suite.name].cells.insert(0, verdict.message)
+        self.publish()
+
     def _cross_check(self) -> None:
         assert self.submission is not None
         if STUDENT_LOG in self.submission.files:  # only courses whose masters ask for the log
@@ -526,6 +555,7 @@ class Grading:
             ],
             "cross_checks": self.cross_checks,
             "manual_points": {suite.filename: dict(suite.manual_points) for suite in self.course.suites},
+            "identity": self.identity,
             "misconfigured": self.misconfigured or None,
             "internal_errors": self.internal_errors[:MAX_INTERNAL_ERRORS],
         }

@@ -27,7 +27,7 @@ from .seeds import KEY_FILE
 from .suites import Suite
 
 ASSIGNMENT = "hw_rnn"
-RUNTIME_MODULES = ("hwcheck.py", "safe_expr.py")
+RUNTIME_MODULES = ("hwcheck.py", "safe_expr.py", "variants.py")
 PUBLIC_GOLDENS = "public_goldens.json"
 HIDDEN_GOLDENS = "hidden_goldens.json"
 STUDENT_ONLY = {"check_submission.py", "hwsubmit.py", "hwcrosscheck.py", "submission_manifest.json", "README.md",

@@ -48,6 +48,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .autograde import Grading, grade_submission, scores_row
 from .course import Course
+from .identity import normalise, read_roster
 from .runner import SandboxUser
 from .sandbox import (
     FALLBACK_USER,
@@ -133,10 +134,20 @@ def _worker_init(course: Course, options: Dict[str, Any], accounts: Any = None) 
         _OPTIONS.update(user=accounts.get(timeout=60), sweep_user=True)
 
 
+def with_submitters(options: Dict[str, Any], submission: Path) -> Dict[str, Any]:
+    """``options`` for grading ``submission``: its submitters' IDs from the roster (``options["roster"]``, by
+    folder name), if a roster was given; without one the typed student ID is not checked."""
+    found = dict(options)
+    roster = found.pop("roster", None)
+    if roster is not None:
+        found["submitters"] = roster.get(submission.name, [])
+    return found
+
+
 def _worker(task: Tuple[str, str]) -> Tuple[str, Dict[str, Any], str]:
     assert _COURSE is not None
     submission, out = task
-    grading = _grade(Path(submission), Path(out), _COURSE, _OPTIONS)
+    grading = _grade(Path(submission), Path(out), _COURSE, with_submitters(_OPTIONS, Path(submission)))
     user = _OPTIONS.get("user")
     return Path(submission).name, scores_row(grading), account_name(user.uid) if user is not None else ""
 
@@ -266,6 +277,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--bundle", type=Path, help="an autograder.zip or its unzipped folder instead")
     parser.add_argument("--user", help="base name of the sandbox accounts (as root; default: the course's, "
                                        "hwsandbox; -j N uses NAME, NAME2 ... NAMEN)")
+    parser.add_argument("--roster", type=Path, help="CSV with columns submission,student_id: the typed STUDENT_ID of "
+                                                    "each submission must be one of its IDs (per-student variants)")
+    parser.add_argument("--student-id", action="append", default=[],
+                        help="one submission: the submitter's student ID or e-mail (repeat for a group)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="not root: run student code as you anyway (it can read everything you can)")
     args = parser.parse_args(argv)
@@ -301,12 +316,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"grade: {error}", file=sys.stderr)
             return 2
     out = args.out or Path("results")
+    identities: Dict[str, Any] = {}
+    if args.roster is not None:
+        identities["roster"] = read_roster(args.roster)
     if args.many is not None:
-        rows = grade_many(args.many, out, course, {"user": None}, jobs, args.csv, users=users or None)
+        rows = grade_many(args.many, out, course, {"user": None, **identities}, jobs, args.csv, users=users or None)
         print(f"graded {len(rows)} submission(s) into {out}; grades in {args.csv}")
         return 0 if all(row["finished"] for _, row in rows) else 1
     options: Dict[str, Any] = {"user": users[0], "sweep_user": True} if users else {"user": None}
-    grading = _grade(args.submission, out, course, {**options, "log": print})
+    if args.student_id:
+        identities = {"submitters": [normalise(value) for value in args.student_id]}
+    grading = _grade(args.submission, out, course, with_submitters({**options, **identities, "log": print},
+                                                                   args.submission))
     totals = grading.totals()
     print(f"{args.submission}: {totals['score']:g} / {totals['max_score']:g} -> {out / 'results.json'}")
     return 0 if grading.finished else 1

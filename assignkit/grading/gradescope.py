@@ -21,6 +21,7 @@ from typing import List, Optional
 from . import results
 from .autograde import grade_submission
 from .course import Course
+from .identity import gradescope_submitters
 from .sandbox import find_user, is_root, lock_down
 
 DEFAULT_ROOT = "/autograder"
@@ -48,8 +49,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         results.write_json_atomic(results_dir / results.RESULTS_FILE, results.placeholder(
             "The autograder is misconfigured and could not grade this submission: please tell the course staff."))
         return 1
+    submitters = gradescope_submitters(root / "submission_metadata.json")  # whose variant (q_written)
     grading = grade_submission(course, root / "submission", results_dir, user=user, sweep_user=dedicated,
-                               log=lambda message: print(message, flush=True))
+                               log=lambda message: print(message, flush=True), submitters=submitters)
     totals = grading.totals()
     print(f"graded: {totals['score']:g} / {totals['max_score']:g} (finished: {grading.finished})", flush=True)
     return 0

@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .runner import Limits, ProbeJob, SandboxUser, run_notebook
 
-LOCAL_MODULES = frozenset({"hwcheck", "safe_expr", "google", "__future__"})
+LOCAL_MODULES = frozenset({"hwcheck", "safe_expr", "variants", "google", "__future__"})
 """Imports that are not libraries of the grading image: the homework's own modules and Colab's."""
 PREFLIGHT_SECONDS = 120.0
 

@@ -125,6 +125,22 @@ def submitted_file(name: str) -> str:
     return _submitted.get(name, name) if _mode == "referee" else name
 
 
+def typed_value(variable: str, cell: Optional[str] = None, default: Any = None) -> Any:
+    """The literal value the student typed for ``variable`` (e.g. ``STUDENT_ID``): in the referee, read from the
+    submitted notebook file (never run; ``default`` when it cannot be read); elsewhere, the notebook's own value.
+    The answer keys of per-student variants use it to know whose variant to compute."""
+    if _mode == "referee":
+        path = _submitted.get("notebook")
+        try:
+            notebook = json.loads(Path(path).read_text(encoding="utf-8-sig")) if path else None
+            return read_literal_answer(notebook, variable, cell or variable) if notebook is not None else default
+        except (OSError, ValueError, RecursionError):
+            return default
+    import __main__
+
+    return getattr(__main__, variable, default)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Encoding raw values (JSON only: never pickle)
 # ----------------------------------------------------------------------------------------------------
