@@ -1,0 +1,189 @@
+"""Per-student variants of q_written's typed answers (variants.py, the referee's keys, the identity check).
+
+500 random student IDs each get a valid variant (the constraints that keep each question's point hold) and most
+pairs of students get different answers. Then the real grader, on q_written alone: a student's correct answers
+for their own numbers earn every typed point; the same answers handed in under another student's ID (another
+variant) earn none of the variant-dependent points; an ID that is not the submitter's earns no typed point.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import itertools
+import json
+import random
+import string
+import sys
+from pathlib import Path
+from typing import Any, Dict
+
+import grading_fixtures
+import pytest
+from grading_fixtures import NEEDS_ROOT, read_notebook, replace_cell, write_submission
+
+from assignkit.grading import identity
+
+SOURCE = Path(__file__).resolve().parents[1] / "source" / "hw_rnn"
+DEFAULT_TREE = json.loads((SOURCE / "data" / "beam_tree.json").read_text(encoding="utf-8"))
+WRITTEN_NB = "q_written.ipynb"
+TYPED_BACKPROP = ("test_backprop_t", "test_backprop_y", "test_backprop_dy_dw")
+TYPED_EDGES = ("test_backprop_edge_q", "test_backprop_edge_s", "test_backprop_edge_y")
+TYPED_BEAMS = ("test_beam_t1", "test_beam_t2", "test_beam_t3")
+course = grading_fixtures.course
+built_bundle = grading_fixtures.built_bundle
+sandbox_user = grading_fixtures.sandbox_user
+
+
+@pytest.fixture(scope="module")
+def variants() -> Any:
+    spec = importlib.util.spec_from_file_location("variants_under_test", SOURCE / "variants.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def random_ids(count: int, seed: int = 7) -> list:
+    rng = random.Random(seed)
+    ids = []
+    for _ in range(count):
+        if rng.random() < 0.3:
+            ids.append("".join(rng.choice(string.ascii_lowercase) for _ in range(6)) + "@uni.edu")
+        else:
+            ids.append(rng.choice(string.ascii_lowercase) + "".join(rng.choice(string.digits) for _ in range(7)))
+    return ids
+
+
+def answers_for(variants: Any, variant: Any) -> Dict[str, Any]:
+    """The correct typed answers of a variant, derived here by hand (not with the master's code)."""
+    a, b = variant.input_gain, variant.recurrent_gain
+    t = f"{a}*u3 + {a * b}*w*u2 + {a * b * b}*w^2*u1"
+    beams = variants.beams(variant.beam_tree)
+    dy_dw = f"{a}*u3 + {2 * a * b}*w*u2 + {3 * a * b * b}*w^2*u1"
+    return {"answer_t": t, "answer_y": f"w*({t})", "answer_dy_dw": dy_dw,
+            "answer_edge_q": "dy_dq * p", "answer_edge_s": "dy_ds * r", "answer_edge_y": "t",
+            "beam_t1": beams[0], "beam_t2": beams[1], "beam_t3": beams[2]}
+
+
+def test_five_hundred_ids_give_valid_and_mostly_different_variants(variants):
+    keys = []
+    for student in random_ids(500):
+        assert variants.id_problem(student) is None, student
+        variant = variants.for_student(student, DEFAULT_TREE)
+        assert variant.student_id == student and not variant.is_default
+        assert variants.tree_problems(variant.beam_tree) == [], student  # 2.4's point holds, no close ties
+        assert variant.input_gain in variants.INPUT_GAINS and variant.recurrent_gain in variants.RECURRENT_GAINS
+        beams = variants.beams(variant.beam_tree)
+        assert len({sequence for step in beams for sequence, _ in step}) == 6  # no two parts coincide
+        keys.append(json.dumps(answers_for(variants, variant), sort_keys=True))
+        assert variants.for_student(student.upper() + " ", DEFAULT_TREE) == variant  # the same ID, typed otherwise
+    same = sum(first == second for first, second in itertools.combinations(keys, 2))
+    assert same / (500 * 499 / 2) < 0.005, same
+    assert len(set(keys)) >= 490
+
+
+def test_the_default_variant_is_the_courses_question_and_the_solutions_answer_it(variants):
+    default = variants.for_student("", DEFAULT_TREE)
+    assert default.is_default and (default.input_gain, default.recurrent_gain) == (1, 1)
+    assert default.beam_tree["next_token_log_probs"] == DEFAULT_TREE["next_token_log_probs"]
+    master = json.loads((SOURCE / WRITTEN_NB).read_text(encoding="utf-8"))
+    cells = {(c["metadata"].get("nbgrader") or {}).get("grade_id"): "".join(c["source"]) for c in master["cells"]}
+    expected = answers_for(variants, default)
+    for step in (1, 2, 3):
+        solution = cells[f"beam_t{step}"].split("### BEGIN SOLUTION\n")[1].split("\n### END SOLUTION")[0]
+        assert sorted(eval(solution.split("=", 1)[1])) == sorted(expected[f"beam_t{step}"])
+    assert variants.intermediates(default) == {"p": "u1", "q": "w*p", "r": "u2 + q", "s": "w*r", "t": "u3 + s"}
+    assert variants.intermediates(variants.Variant("x", 2, -3, {})) == {
+        "p": "2*u1", "q": "w*p", "r": "2*u2 - 3*q", "s": "w*r", "t": "2*u3 - 3*s"}
+
+
+@pytest.mark.parametrize(("typed", "fragment"), [
+    ("", "is empty"), ("   ", "is empty"), ("a b", "letters, digits"), ("x" * 100, "at most 80"),
+    ("jane@mail", "not a complete e-mail address"), (12345, "must be a string"),
+])
+def test_a_missing_or_malformed_id_says_what_to_fix(variants, typed, fragment):
+    assert fragment in variants.id_problem(typed)
+    assert variants.for_student(typed, DEFAULT_TREE).is_default
+
+
+def test_the_grader_and_the_notebook_normalise_ids_alike(variants):
+    for raw in ("Jane.Doe@Uni.EDU ", "Ａ１２３４５６７", "a1234567"):
+        assert identity.normalise(raw) == variants.normalise_id(raw)
+
+
+def test_identity_verdicts(tmp_path):
+    from assignkit.grading.scoring import load_hwcheck
+
+    hwcheck = load_hwcheck(SOURCE / "hwcheck.py")
+    notebook = tmp_path / "q_written.ipynb"
+    notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "source": 'STUDENT_ID = "A123"'}]}))
+    assert identity.judge(notebook, None, hwcheck).ok  # nobody to compare with: not checked
+    assert identity.judge(notebook, ["a123", "x@y.org"], hwcheck).ok
+    verdict = identity.judge(notebook, ["b456"], hwcheck)
+    assert not verdict.ok and "not the student ID" in verdict.message and "b456" not in verdict.message
+    notebook.write_text(json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "source": "STUDENT_ID = name"}]}))
+    assert "is empty or cannot be read" in identity.judge(notebook, ["a123"], hwcheck).message
+
+
+def test_gradescope_metadata_and_roster(tmp_path):
+    metadata = tmp_path / "submission_metadata.json"
+    metadata.write_text(json.dumps({"users": [{"email": "Jane@Uni.edu", "sid": "A123", "name": "Jane"},
+                                              {"email": "bob@uni.edu", "sid": None}]}))
+    assert identity.gradescope_submitters(metadata) == ["a123", "jane@uni.edu", "bob@uni.edu"]
+    metadata.write_text("[1, 2")
+    assert identity.gradescope_submitters(metadata) is None
+    assert identity.gradescope_submitters(tmp_path / "missing.json") is None
+    roster = tmp_path / "roster.csv"
+    roster.write_text("submission,student_id\nsub1,A123\nsub1,b@x.org\nsub2, C9 \n")
+    assert identity.read_roster(roster) == {"sub1": ["a123", "b@x.org"], "sub2": ["c9"]}
+
+
+# -- the real grader, on q_written alone ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def solution(fast_build: Path) -> Dict[str, Any]:
+    return read_notebook(fast_build / "solutions" / "hw_rnn" / WRITTEN_NB)
+
+
+def written_by(solution: Dict[str, Any], student: str, answers: Dict[str, Any]) -> Dict[str, Any]:
+    notebook = replace_cell(copy.deepcopy(solution), "student_id", f"STUDENT_ID = {student!r}")
+    for name, value in answers.items():
+        notebook = replace_cell(notebook, name, f"{name} = {value!r}")
+    return notebook
+
+
+def typed_points(grading: Any, names: tuple) -> float:
+    return round(sum(grading.checks[name].points for name in names), 4)
+
+
+@NEEDS_ROOT
+def test_own_answers_earn_everything_and_another_variants_answers_nothing(variants, solution, course, sandbox_user,
+                                                                           tmp_path):
+    from assignkit.grading.autograde import grade_submission
+
+    me, friend = "a1234567", "b7654321"
+    mine = answers_for(variants, variants.for_student(me, DEFAULT_TREE))
+    theirs = answers_for(variants, variants.for_student(friend, DEFAULT_TREE))
+    written = course.subset(["q_written"])
+
+    def grade(name: str, notebook: Dict[str, Any], submitters: list) -> Any:
+        folder = write_submission(tmp_path / name, {WRITTEN_NB: notebook})
+        return grade_submission(written, folder, tmp_path / f"{name}-results", user=sandbox_user,
+                                sweep_user=sandbox_user is not None, submitters=submitters)
+
+    own = grade("own", written_by(solution, me, mine), [me])
+    assert typed_points(own, TYPED_BACKPROP + TYPED_EDGES + TYPED_BEAMS) == 12, {
+        name: own.checks[name].message for name in TYPED_BACKPROP + TYPED_BEAMS}
+    copied = grade("copied", written_by(solution, me, theirs), [me])  # a friend's answers under my own ID
+    assert typed_points(copied, TYPED_BACKPROP + TYPED_BEAMS) == 0
+    assert typed_points(copied, TYPED_EDGES) == 3  # 1.3's terms in the graph's own names: the same in every variant
+    borrowed = grade("borrowed", written_by(solution, friend, theirs), [me])  # the friend's ID typed by me
+    assert typed_points(borrowed, TYPED_BACKPROP + TYPED_EDGES + TYPED_BEAMS) == 0
+    assert "not the student ID" in borrowed.checks["test_beam_t1"].message
+    log = json.loads((tmp_path / "borrowed-results" / "submission_log.json").read_text(encoding="utf-8"))
+    assert log["identity"]["q_written"] == {"typed": friend, "checked": True, "matches": False}
+    results = json.loads((tmp_path / "borrowed-results" / "results.json").read_text(encoding="utf-8"))
+    assert "not the student ID" in results["output"]
+    assert borrowed.checks["test_beam_search_hidden"].points == own.checks["test_beam_search_hidden"].points > 0
