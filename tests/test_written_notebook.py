@@ -251,7 +251,9 @@ def _helpers(fast_build: Path) -> dict:
     notebook = json.loads((fast_build / "release" / "hw_rnn" / f"{NOTEBOOK}.ipynb").read_text())
     cells = {(c["metadata"].get("nbgrader") or {}).get("grade_id"): "".join(c["source"]) for c in notebook["cells"]}
     tree = json.loads(TREE_FILE.read_text(encoding="utf-8"))
-    namespace = {"math": math, "BEAM_TREE": tree, "VOCAB": tree["vocabulary"], "safe_expr": __import__("safe_expr")}
+    variants = __import__("variants")
+    namespace = {"math": math, "BEAM_TREE": tree, "VOCAB": tree["vocabulary"], "safe_expr": __import__("safe_expr"),
+                 "variants": variants, "VARIANT": variants.for_student("", tree)}
     for grade_id in ("expression_helpers", "beam_helpers"):
         exec(compile(cells[grade_id], grade_id, "exec"), namespace)
     return namespace
