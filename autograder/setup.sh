@@ -9,7 +9,10 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${HWGRADER_VENV:-/opt/hwgrader-venv}"
 SANDBOX_USER="${HWGRADER_SANDBOX_USER:-hwsandbox}"   # run_autograder reads the same variable
 TORCH_VERSION="2.13.0"
-TORCH_INDEX="https://download.pytorch.org/whl/cpu"   # CPU-only wheels: no multi-GB CUDA build
+CPU_INDEX="https://download.pytorch.org/whl/cpu"   # CPU-only wheels: no multi-GB CUDA build
+# HWGRADER_TORCH_INDEX: where torch comes from. Only for the emulation of Gradescope on a machine that cannot reach
+# PyTorch's index (`make emulate-gradescope` gives PyPI, whose Linux torch is the CUDA build); never set on Gradescope.
+TORCH_INDEX="${HWGRADER_TORCH_INDEX:-$CPU_INDEX}"
 
 export DEBIAN_FRONTEND=noninteractive
 if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c "import ensurepip" >/dev/null 2>&1; then
@@ -47,7 +50,7 @@ if ! (cd "$HERE/grader" && "$VENV/bin/python" -E -s -m assignkit.grading.startup
         --python "$VENV/bin/python"); then
     echo "setup.sh: a sandboxed child cannot start what the notebooks import (see above). If torch is the CUDA build:" >&2
     echo "it cannot be imported under the grader's memory limits: install the CPU wheel (torch==${TORCH_VERSION} from" >&2
-    echo "${TORCH_INDEX})." >&2
+    echo "${CPU_INDEX})." >&2
     exit 1
 fi
 "$VENV/bin/python" -I -c "import sys; sys.path.insert(0, '$HERE/grader'); import assignkit.grading.gradescope"

@@ -281,6 +281,20 @@ def test_default_limits_fit_gradescope_with_margin() -> None:
     assert referee.data_bytes <= limits.data_bytes and referee.address_space_bytes <= limits.address_space_bytes
 
 
+def test_the_emulations_address_space_override_changes_that_limit_only() -> None:
+    """HWGRADER_ADDRESS_SPACE_MIB (make emulate-gradescope, with a CUDA build of torch): unset, nothing changes; set,
+    the address space only; anything but a whole number of MiB stops the grading instead of changing a limit."""
+    from assignkit.grading import runner
+
+    assert runner.with_address_space_override(Limits(), {}) == Limits()
+    raised = runner.with_address_space_override(autograde.REFEREE_LIMITS, {runner.ADDRESS_SPACE_VARIABLE: "4096"})
+    assert raised.address_space_bytes == 4096 * 1024**2
+    assert {**vars(raised), "address_space_bytes": 0} == {**vars(autograde.REFEREE_LIMITS), "address_space_bytes": 0}
+    for wrong in ("4G", "-1", "100", "1e4"):
+        with pytest.raises(ValueError, match=runner.ADDRESS_SPACE_VARIABLE):
+            runner.address_space_override({runner.ADDRESS_SPACE_VARIABLE: wrong})
+
+
 def test_bench_tables_and_ratios() -> None:
     from assignkit.grading import bench
 

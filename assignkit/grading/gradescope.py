@@ -7,6 +7,9 @@ submission_log.json) with the suites of the bundle (default: the bundle this pac
 normally ``$AUTOGRADER_ROOT/source``). As root it first makes the bundle and the results folder private
 (0700 root) and runs student code as the sandbox account (``HWGRADER_SANDBOX_USER``, default from the
 bundle: ``hwsandbox``), killing that account's leftover processes after every notebook.
+
+``HWGRADER_ADDRESS_SPACE_MIB`` raises the address-space limit of the sandbox and the referee, for the emulation of
+Gradescope with PyPI's CUDA build of torch only (``make emulate-gradescope``); it is never set on Gradescope.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import results
-from .autograde import grade_submission
+from .autograde import REFEREE_LIMITS, grade_submission
 from .course import Course
+from .runner import ADDRESS_SPACE_VARIABLE, Limits, address_space_override, with_address_space_override
 from .sandbox import find_user, is_root, lock_down
 
 DEFAULT_ROOT = "/autograder"
@@ -43,13 +47,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         if is_root() and user is None:  # never fall back to a shared account such as nobody
             raise RuntimeError(f"the sandbox account {name!r} does not exist (setup.sh creates it)")
         dedicated = user is not None
+        limits, referee_limits = with_address_space_override(Limits()), with_address_space_override(REFEREE_LIMITS)
+        if address_space_override() is not None:
+            print(f"{ADDRESS_SPACE_VARIABLE} is set: address-space limit {limits.address_space_bytes // 1024**2} MiB "
+                  "(an emulation with a CUDA build of torch; never on Gradescope)", flush=True)
     except Exception:
         traceback.print_exc()
         results.write_json_atomic(results_dir / results.RESULTS_FILE, results.placeholder(
             "The autograder is misconfigured and could not grade this submission: please tell the course staff."))
         return 1
-    grading = grade_submission(course, root / "submission", results_dir, user=user, sweep_user=dedicated,
-                               log=lambda message: print(message, flush=True))
+    grading = grade_submission(course, root / "submission", results_dir, limits=limits, referee_limits=referee_limits,
+                               user=user, sweep_user=dedicated, log=lambda message: print(message, flush=True))
     totals = grading.totals()
     print(f"graded: {totals['score']:g} / {totals['max_score']:g} (finished: {grading.finished})", flush=True)
     return 0

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -58,6 +58,31 @@ class Limits:
     max_restarts: int = 6
     total_rss_bytes: int = 560 * 1024**2  # all processes of a sandboxed run together (the per-process limits
     # above do not add up: 64 processes could each hold their data limit); with the grader, under 700 MB
+
+
+ADDRESS_SPACE_VARIABLE = "HWGRADER_ADDRESS_SPACE_MIB"
+"""Raises the children's address-space limit, for the emulation of Gradescope with PyPI's CUDA build of torch only
+(``make emulate-gradescope``: that build maps about 4 GiB when it loads). Never set on Gradescope."""
+
+
+def address_space_override(environ: Optional[Mapping[str, str]] = None) -> Optional[int]:
+    """Bytes from ``HWGRADER_ADDRESS_SPACE_MIB`` (a whole number of MiB, at least 256), or ``None`` when unset.
+    Raises ``ValueError`` for any other value, so that a typo stops the grading rather than changing a limit."""
+    text = (os.environ if environ is None else environ).get(ADDRESS_SPACE_VARIABLE, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 256:
+        raise ValueError(f"{ADDRESS_SPACE_VARIABLE} must be a whole number of MiB (at least 256), not {text!r}")
+    return int(text) * 1024**2
+
+
+def with_address_space_override(limits: Limits, environ: Optional[Mapping[str, str]] = None) -> Limits:
+    """``limits`` with the address-space limit of :func:`address_space_override` when it is set (every other
+    limit unchanged); ``limits`` itself otherwise."""
+    override = address_space_override(environ)
+    if override is None:
+        return limits
+    return replace(limits, address_space_bytes=override)
 
 
 @dataclass(frozen=True)
