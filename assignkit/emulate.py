@@ -14,9 +14,11 @@ and as root:
 
 Two deviations from Gradescope, both opt-in variables that are never set there, and the only ones: PyTorch's CPU
 index is not reachable here, so ``setup.sh`` installs torch from PyPI (``HWGRADER_TORCH_INDEX``), whose Linux wheel
-is the CUDA build; that build maps about 4 GiB when it loads, so the children's address-space limit is raised
-(``HWGRADER_ADDRESS_SPACE_MIB``, default 4096 here, 2048 in production). Every other limit, Landlock, the seccomp
-filters and the sandbox account are as in production.
+is the CUDA build; that build's libraries take about 2.6 GB more address space, 0.6 GB more data segment and 0.5 GB
+more resident memory than the CPU build's, so the children's three memory limits grow by that much
+(``HWGRADER_ALLOW_CUDA_TORCH=1``, ``runner.CUDA_TORCH_HEADROOM``). Every other limit, Landlock, the seccomp filters
+and the sandbox account are as in production. The memory figures are therefore those of the CUDA build, not of
+Gradescope's CPU build.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from assignkit.grading.bench import MB, TreeSampler, solution_submission
+from assignkit.grading.runner import CUDA_TORCH_HEADROOM, CUDA_TORCH_VARIABLE
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "hw_rnn"
@@ -47,7 +50,6 @@ BUNDLE = ROOT / "autograder" / "dist" / "autograder.zip"
 OUTPUT = ROOT / "bench" / "gradescope_py310.json"
 PYPI = "https://pypi.org/simple"
 DEFAULT_USER = "hwemu"
-DEFAULT_ADDRESS_SPACE_MIB = 4096
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SETUP_SECONDS = 1800.0
 GRADING_SECONDS = 900.0
@@ -104,7 +106,7 @@ def tail(path: Path, characters: int = 3000) -> str:
 class Emulation:
     """One emulated Gradescope autograder: a temporary root, its ``setup.sh`` run, then any number of gradings."""
 
-    def __init__(self, python310: str, work: Path, user: str, torch_index: str, address_space_mib: int,
+    def __init__(self, python310: str, work: Path, user: str, torch_index: str, cuda_torch: bool,
                  find_links: Optional[Path] = None) -> None:
         self.python310, self.work, self.user = python310, work, user
         self.root = work / "autograder"  # Gradescope's /autograder
@@ -121,7 +123,7 @@ class Emulation:
         self.env.update({"PATH": f"{shim}:{SYSTEM_PATH}", "HOME": pwd.getpwuid(0).pw_dir,
                          "HWGRADER_VENV": str(self.venv), "HWGRADER_PYTHON": str(self.venv / "bin" / "python"),
                          "HWGRADER_SANDBOX_USER": user, "HWGRADER_TORCH_INDEX": torch_index,
-                         "HWGRADER_ADDRESS_SPACE_MIB": str(address_space_mib)})
+                         CUDA_TORCH_VARIABLE: "1" if cuda_torch else ""})
         if find_links is not None:  # wheels downloaded earlier; pip still asks the index for anything else
             self.env["PIP_FIND_LINKS"] = " ".join(filter(None, [self.env.get("PIP_FIND_LINKS", ""), str(find_links)]))
 
@@ -175,7 +177,8 @@ class Emulation:
             "misconfigured": staff.get("misconfigured") or None, "internal_errors": staff.get("internal_errors"),
             "python": staff.get("environment", {}).get("python"),
             "sandbox_uid": staff.get("grader", {}).get("sandbox_uid"),
-            "address_space_mib": staff.get("grader", {}).get("limits", {}).get("address_space_bytes", 0) // MB,
+            "sandbox_limits_mb": {name: round(value / MB) for name, value in staff.get("grader", {}).get("limits", {})
+                                  .items() if name.endswith("_bytes") and name != "output_bytes_kept"},
             "grader_peak_rss_mb": round(usage.get("peak_rss_bytes", 0) / MB), "notebooks": notebooks,
             "checks_short_of_full": [{k: check.get(k) for k in ("grade_id", "points", "max_points", "message")}
                                      for check in staff.get("checks", [])
@@ -243,8 +246,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--python", default=None, help="a Python 3.10 (default: python3.10 on PATH, else pyenv's)")
     parser.add_argument("--user", default=DEFAULT_USER, help="the sandbox account to create and delete afterwards")
     parser.add_argument("--torch-index", default=PYPI, help="HWGRADER_TORCH_INDEX for setup.sh (default: PyPI)")
-    parser.add_argument("--address-space-mib", type=int, default=DEFAULT_ADDRESS_SPACE_MIB,
-                        help="HWGRADER_ADDRESS_SPACE_MIB for the smoke test and the gradings")
+    parser.add_argument("--cpu-torch", action="store_true",
+                        help="the index gives torch's CPU build: keep the production memory limits (no "
+                             "HWGRADER_ALLOW_CUDA_TORCH)")
     parser.add_argument("--find-links", type=Path, default=None, help="a folder of wheels downloaded earlier")
     parser.add_argument("--out", type=Path, default=OUTPUT, help="where the figures go (JSON)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary root (logs, venv) and the account")
@@ -273,7 +277,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.chmod(work, 0o755)  # the sandbox account runs the venv's interpreter from here
     figures: Dict[str, Any] = {}
     try:
-        emulation = Emulation(python310, work, args.user, args.torch_index, args.address_space_mib, args.find_links)
+        emulation = Emulation(python310, work, args.user, args.torch_index, not args.cpu_torch, args.find_links)
         print(f"emulate: setup.sh in {emulation.root} (Python {python310}; torch from {args.torch_index}) ...",
               flush=True)
         setup = emulation.set_up(args.bundle)
@@ -285,7 +289,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             "bundle": str(args.bundle.relative_to(ROOT) if args.bundle.is_relative_to(ROOT) else args.bundle),
             "base_python": python310,
             "deviations_from_gradescope": {
-                "HWGRADER_TORCH_INDEX": args.torch_index, "HWGRADER_ADDRESS_SPACE_MIB": args.address_space_mib,
+                "HWGRADER_TORCH_INDEX": args.torch_index, CUDA_TORCH_VARIABLE: "" if args.cpu_torch else "1",
+                "memory_limits_raised_by_mb": {} if args.cpu_torch else {
+                    name: value // MB for name, value in CUDA_TORCH_HEADROOM.items()},
                 "find_links": str(args.find_links) if args.find_links else None},
             "setup": setup,
         }

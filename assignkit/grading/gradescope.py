@@ -8,8 +8,9 @@ normally ``$AUTOGRADER_ROOT/source``). As root it first makes the bundle and the
 (0700 root) and runs student code as the sandbox account (``HWGRADER_SANDBOX_USER``, default from the
 bundle: ``hwsandbox``), killing that account's leftover processes after every notebook.
 
-``HWGRADER_ADDRESS_SPACE_MIB`` raises the address-space limit of the sandbox and the referee, for the emulation of
-Gradescope with PyPI's CUDA build of torch only (``make emulate-gradescope``); it is never set on Gradescope.
+``HWGRADER_ALLOW_CUDA_TORCH=1`` raises the memory limits of the sandbox and the referee by what the CUDA build of torch
+takes beyond the CPU build (``runner.CUDA_TORCH_HEADROOM``), for the emulation of Gradescope with PyPI's torch only
+(``make emulate-gradescope``); it is never set on Gradescope.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import List, Optional
 from . import results
 from .autograde import REFEREE_LIMITS, grade_submission
 from .course import Course
-from .runner import ADDRESS_SPACE_VARIABLE, Limits, address_space_override, with_address_space_override
+from .runner import CUDA_TORCH_VARIABLE, Limits, cuda_torch_allowed, for_the_installed_torch
 from .sandbox import find_user, is_root, lock_down
 
 DEFAULT_ROOT = "/autograder"
@@ -47,10 +48,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if is_root() and user is None:  # never fall back to a shared account such as nobody
             raise RuntimeError(f"the sandbox account {name!r} does not exist (setup.sh creates it)")
         dedicated = user is not None
-        limits, referee_limits = with_address_space_override(Limits()), with_address_space_override(REFEREE_LIMITS)
-        if address_space_override() is not None:
-            print(f"{ADDRESS_SPACE_VARIABLE} is set: address-space limit {limits.address_space_bytes // 1024**2} MiB "
-                  "(an emulation with a CUDA build of torch; never on Gradescope)", flush=True)
+        limits, referee_limits = for_the_installed_torch(Limits()), for_the_installed_torch(REFEREE_LIMITS)
+        if cuda_torch_allowed():
+            print(f"{CUDA_TORCH_VARIABLE}=1: memory limits raised for the CUDA build of torch (address space "
+                  f"{limits.address_space_bytes // 1024**2} MiB, data {limits.data_bytes // 1024**2} MiB, all "
+                  f"processes {limits.total_rss_bytes // 1024**2} MiB); an emulation, never Gradescope", flush=True)
     except Exception:
         traceback.print_exc()
         results.write_json_atomic(results_dir / results.RESULTS_FILE, results.placeholder(

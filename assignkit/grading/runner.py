@@ -60,29 +60,32 @@ class Limits:
     # above do not add up: 64 processes could each hold their data limit); with the grader, under 700 MB
 
 
-ADDRESS_SPACE_VARIABLE = "HWGRADER_ADDRESS_SPACE_MIB"
-"""Raises the children's address-space limit, for the emulation of Gradescope with PyPI's CUDA build of torch only
-(``make emulate-gradescope``: that build maps about 4 GiB when it loads). Never set on Gradescope."""
+CUDA_TORCH_VARIABLE = "HWGRADER_ALLOW_CUDA_TORCH"
+"""Set to ``1`` only to emulate Gradescope where torch's CPU build cannot be installed (``make emulate-gradescope``
+installs PyPI's torch, the CUDA build); never set on Gradescope, whose ``setup.sh`` installs the CPU build."""
+CUDA_TORCH_HEADROOM = {"address_space_bytes": 2048 * 1024**2, "data_bytes": 640 * 1024**2,
+                       "total_rss_bytes": 640 * 1024**2}
+"""What the CUDA build of torch 2.13 takes beyond the CPU build once the notebooks' libraries are imported (measured
+on Python 3.10: 3.3 GB against 0.7 GB of address space, 0.85 GB against 0.28 GB of data segment, 0.77 GB against
+0.29 GB resident), rounded up: added to those limits, a student's code has at least the room it has on Gradescope."""
 
 
-def address_space_override(environ: Optional[Mapping[str, str]] = None) -> Optional[int]:
-    """Bytes from ``HWGRADER_ADDRESS_SPACE_MIB`` (a whole number of MiB, at least 256), or ``None`` when unset.
-    Raises ``ValueError`` for any other value, so that a typo stops the grading rather than changing a limit."""
-    text = (os.environ if environ is None else environ).get(ADDRESS_SPACE_VARIABLE, "").strip()
-    if not text:
-        return None
-    if not text.isdigit() or int(text) < 256:
-        raise ValueError(f"{ADDRESS_SPACE_VARIABLE} must be a whole number of MiB (at least 256), not {text!r}")
-    return int(text) * 1024**2
+def cuda_torch_allowed(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """Whether ``HWGRADER_ALLOW_CUDA_TORCH`` is ``1``. Any other value but unset or empty raises ``ValueError``, so
+    that a typo stops the grading rather than changing a limit."""
+    text = (os.environ if environ is None else environ).get(CUDA_TORCH_VARIABLE, "").strip()
+    if text not in ("", "0", "1"):
+        raise ValueError(f"{CUDA_TORCH_VARIABLE} must be 1 (the emulation with a CUDA build of torch) or unset, "
+                         f"not {text!r}")
+    return text == "1"
 
 
-def with_address_space_override(limits: Limits, environ: Optional[Mapping[str, str]] = None) -> Limits:
-    """``limits`` with the address-space limit of :func:`address_space_override` when it is set (every other
-    limit unchanged); ``limits`` itself otherwise."""
-    override = address_space_override(environ)
-    if override is None:
+def for_the_installed_torch(limits: Limits, environ: Optional[Mapping[str, str]] = None) -> Limits:
+    """``limits``, or, when :func:`cuda_torch_allowed`, ``limits`` with :data:`CUDA_TORCH_HEADROOM` added to its
+    memory limits (every other limit unchanged)."""
+    if not cuda_torch_allowed(environ):
         return limits
-    return replace(limits, address_space_bytes=override)
+    return replace(limits, **{name: getattr(limits, name) + extra for name, extra in CUDA_TORCH_HEADROOM.items()})
 
 
 @dataclass(frozen=True)
