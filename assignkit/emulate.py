@@ -76,7 +76,9 @@ def find_python310() -> Optional[str]:
 
 def measure(command: List[str], cwd: Path, env: Mapping[str, str], log: Path, timeout: float) -> Dict[str, Any]:
     """Run ``command`` with its output in ``log``: return code, wall and CPU seconds (every process it waited for)
-    and peak memory (summed RSS of its process tree, sampled every 50 ms, and the largest single process)."""
+    and peak memory (summed RSS of its process tree, sampled every 50 ms, and the largest single process); and the
+    machine's one-minute load average before and after (wall times on a busy machine are longer)."""
+    load_before = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with log.open("w", encoding="utf-8") as output:
@@ -96,7 +98,8 @@ def measure(command: List[str], cwd: Path, env: Mapping[str, str], log: Path, ti
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"returncode": returncode, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
-            "peak_mb_summed": round(sampler.peak_sum / MB), "peak_mb_largest_process": round(sampler.peak_single / MB)}
+            "peak_mb_summed": round(sampler.peak_sum / MB), "peak_mb_largest_process": round(sampler.peak_single / MB),
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 def tail(path: Path, characters: int = 3000) -> str:
@@ -173,7 +176,8 @@ class Emulation:
         usage = staff.get("grader", {}).get("usage", {})
         result.update({
             "files": sorted(files), "score": staff.get("score"), "max_score": staff.get("max_score"),
-            "results_json_score": gradescope.get("score"), "finished": staff.get("finished"),
+            "results_json_points": sum(test.get("score", 0) for test in gradescope.get("tests", [])),
+            "finished": staff.get("finished"),
             "misconfigured": staff.get("misconfigured") or None, "internal_errors": staff.get("internal_errors"),
             "python": staff.get("environment", {}).get("python"),
             "sandbox_uid": staff.get("grader", {}).get("sandbox_uid"),

@@ -46,6 +46,8 @@ cd /
 # Landlock, no internet, threads and processes refused), then every import the master notebooks make and a figure.
 # The CUDA build of torch, for one, does not import under the address-space limit; matplotlib 3.10 on Python 3.10
 # starts a thread while it builds its font list (the child imports the libraries before it refuses threads).
+# (HWGRADER_ALLOW_CUDA_TORCH=1, set by `make emulate-gradescope` only and never on Gradescope, reaches the check
+# through the environment and raises its memory limits for the CUDA build.)
 if ! (cd "$HERE/grader" && "$VENV/bin/python" -E -s -m assignkit.grading.startup --bundle "$HERE" --user "$SANDBOX_USER" \
         --python "$VENV/bin/python"); then
     echo "setup.sh: a sandboxed child cannot start what the notebooks import (see above). If torch is the CUDA build:" >&2
