@@ -316,11 +316,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                       f"{grading['wall_seconds']} s (CPU {grading['cpu_seconds']} s), peak "
                       f"{grading['peak_mb_summed']} MB", flush=True)
         figures["gradings"] = gradings
-        solution_result, blank_result = gradings["solution"], gradings["blank_release"]
-        passed = (solution_result.get("score") is not None
-                  and solution_result.get("score") == solution_result.get("max_score")
-                  and blank_result.get("score") == 0 and solution_result.get("finished")
-                  and blank_result.get("finished") and not solution_result.get("misconfigured"))
+        solution_result = gradings["solution"]
+        expected = {"solution": solution_result.get("max_score"), "blank_release": 0}
+        passed = solution_result.get("max_score") and all(
+            gradings[label].get("score") == points and gradings[label].get("results_json_points") == points
+            and gradings[label].get("finished") and not gradings[label].get("misconfigured")
+            and gradings[label].get("sandbox_uid") is not None for label, points in expected.items())
         figures["passed"] = bool(passed)
         if not passed:
             for label, grading in gradings.items():
