@@ -74,6 +74,40 @@ def find_python310() -> Optional[str]:
     return None
 
 
+class PeakSampler(TreeSampler):
+    """:class:`TreeSampler` that also keeps which processes made the summed peak (account, RSS, command)."""
+
+    def __init__(self, pid: int, every: float = 0.05) -> None:
+        super().__init__(pid, every)
+        self.at_peak: List[Dict[str, Any]] = []
+
+    def run(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.Error:
+            return
+        while not self.stop.is_set():
+            try:
+                processes = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                return
+            seen = []
+            for process in processes:
+                try:
+                    rss, uid = process.memory_info().rss, process.uids().real
+                    command = " ".join(process.cmdline()[:4])[-100:]
+                except psutil.Error:
+                    continue
+                seen.append({"pid": process.pid, "uid": uid, "rss_mb": round(rss / MB), "command": command})
+                self.peak_single = max(self.peak_single, rss)
+            total = sum(entry["rss_mb"] for entry in seen) * MB
+            if total > self.peak_sum:
+                self.peak_sum, self.at_peak = total, [entry for entry in seen if entry["rss_mb"] >= 5]
+            self.stop.wait(self.every)
+
+
 def measure(command: List[str], cwd: Path, env: Mapping[str, str], log: Path, timeout: float) -> Dict[str, Any]:
     """Run ``command`` with its output in ``log``: return code, wall and CPU seconds (every process it waited for)
     and peak memory (summed RSS of its process tree, sampled every 50 ms, and the largest single process); and the
@@ -84,7 +118,7 @@ def measure(command: List[str], cwd: Path, env: Mapping[str, str], log: Path, ti
     with log.open("w", encoding="utf-8") as output:
         process = subprocess.Popen(command, cwd=str(cwd), env=dict(env), stdout=output, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        sampler = TreeSampler(process.pid)
+        sampler = PeakSampler(process.pid)
         sampler.start()
         try:
             returncode = process.wait(timeout=timeout)
@@ -99,7 +133,7 @@ def measure(command: List[str], cwd: Path, env: Mapping[str, str], log: Path, ti
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"returncode": returncode, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
             "peak_mb_summed": round(sampler.peak_sum / MB), "peak_mb_largest_process": round(sampler.peak_single / MB),
-            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+            "processes_at_peak": sampler.at_peak, "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 def tail(path: Path, characters: int = 3000) -> str:
