@@ -6,7 +6,7 @@ PY := $(BIN)/python
 INSTALLED := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv release test bench data data-check lint grade grade-many clean
+.PHONY: venv release test bench emulate-gradescope data data-check lint grade grade-many clean
 
 $(INSTALLED): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: $(INSTALLED)
 ## make bench: timings and training targets, written to bench/results.json and printed as tables
 bench: $(INSTALLED)
 	$(PY) -m assignkit.bench
+
+## make emulate-gradescope [ARGS=...]: Gradescope on Python 3.10, as root, after make release (network needed): the
+## bundle's setup.sh, then run_autograder on the solution (all 88 points) and the blank release (none); figures in
+## bench/gradescope_py310.json. Torch is PyPI's CUDA build, hence a raised address-space limit (README "Tested on")
+emulate-gradescope: $(INSTALLED)
+	$(PY) -m assignkit.emulate $(ARGS)
 
 ## make data: rebuild the surname dataset from the pinned packages
 data: $(INSTALLED)

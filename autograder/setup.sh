@@ -9,7 +9,10 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${HWGRADER_VENV:-/opt/hwgrader-venv}"
 SANDBOX_USER="${HWGRADER_SANDBOX_USER:-hwsandbox}"   # run_autograder reads the same variable
 TORCH_VERSION="2.13.0"
-TORCH_INDEX="https://download.pytorch.org/whl/cpu"   # CPU-only wheels: no multi-GB CUDA build
+CPU_INDEX="https://download.pytorch.org/whl/cpu"   # CPU-only wheels: no multi-GB CUDA build
+# HWGRADER_TORCH_INDEX: where torch comes from. Only for the emulation of Gradescope on a machine that cannot reach
+# PyTorch's index (`make emulate-gradescope` gives PyPI, whose Linux torch is the CUDA build); never set on Gradescope.
+TORCH_INDEX="${HWGRADER_TORCH_INDEX:-$CPU_INDEX}"
 
 export DEBIAN_FRONTEND=noninteractive
 if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c "import ensurepip" >/dev/null 2>&1; then
@@ -43,11 +46,13 @@ cd /
 # Landlock, no internet, threads and processes refused), then every import the master notebooks make and a figure.
 # The CUDA build of torch, for one, does not import under the address-space limit; matplotlib 3.10 on Python 3.10
 # starts a thread while it builds its font list (the child imports the libraries before it refuses threads).
+# (HWGRADER_ALLOW_CUDA_TORCH=1, set by `make emulate-gradescope` only and never on Gradescope, reaches the check
+# through the environment and raises its memory limits for the CUDA build.)
 if ! (cd "$HERE/grader" && "$VENV/bin/python" -E -s -m assignkit.grading.startup --bundle "$HERE" --user "$SANDBOX_USER" \
         --python "$VENV/bin/python"); then
     echo "setup.sh: a sandboxed child cannot start what the notebooks import (see above). If torch is the CUDA build:" >&2
     echo "it cannot be imported under the grader's memory limits: install the CPU wheel (torch==${TORCH_VERSION} from" >&2
-    echo "${TORCH_INDEX})." >&2
+    echo "${CPU_INDEX})." >&2
     exit 1
 fi
 "$VENV/bin/python" -I -c "import sys; sys.path.insert(0, '$HERE/grader'); import assignkit.grading.gradescope"

@@ -62,6 +62,9 @@ def test_contents_follow_gradescope_conventions(archive: zipfile.ZipFile, fast_b
 def test_setup_pins_a_cpu_torch_and_python310_packages(archive: zipfile.ZipFile) -> None:
     setup = archive.read("setup.sh").decode()
     assert 'TORCH_VERSION="2.13.0"' in setup and "whl/cpu" in setup and "create_sandbox_user.sh" in setup
+    # the emulation's HWGRADER_TORCH_INDEX (make emulate-gradescope) is opt-in: unset, torch is the CPU build
+    assert 'CPU_INDEX="https://download.pytorch.org/whl/cpu"' in setup
+    assert 'TORCH_INDEX="${HWGRADER_TORCH_INDEX:-$CPU_INDEX}"' in setup
     requirements = [line for line in archive.read("requirements.txt").decode().splitlines()
                     if line and not line.startswith("#")]
     assert all("==" in line for line in requirements)

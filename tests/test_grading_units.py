@@ -281,6 +281,23 @@ def test_default_limits_fit_gradescope_with_margin() -> None:
     assert referee.data_bytes <= limits.data_bytes and referee.address_space_bytes <= limits.address_space_bytes
 
 
+def test_the_emulations_cuda_torch_allowance_changes_the_memory_limits_only() -> None:
+    """HWGRADER_ALLOW_CUDA_TORCH=1 (make emulate-gradescope, with PyPI's CUDA build of torch): unset, nothing changes;
+    set, the three memory limits grow by the headroom and nothing else changes; a typo stops the grading."""
+    from assignkit.grading import runner
+
+    assert runner.for_the_installed_torch(Limits(), {}) == Limits()
+    assert runner.for_the_installed_torch(Limits(), {runner.CUDA_TORCH_VARIABLE: "0"}) == Limits()
+    referee = autograde.REFEREE_LIMITS
+    raised = runner.for_the_installed_torch(referee, {runner.CUDA_TORCH_VARIABLE: "1"})
+    for name, value in vars(referee).items():
+        assert getattr(raised, name) == value + runner.CUDA_TORCH_HEADROOM.get(name, 0), name
+    assert set(runner.CUDA_TORCH_HEADROOM) == {"address_space_bytes", "data_bytes", "total_rss_bytes"}
+    for wrong in ("yes", "true", "2", "4096"):
+        with pytest.raises(ValueError, match=runner.CUDA_TORCH_VARIABLE):
+            runner.cuda_torch_allowed({runner.CUDA_TORCH_VARIABLE: wrong})
+
+
 def test_bench_tables_and_ratios() -> None:
     from assignkit.grading import bench
 

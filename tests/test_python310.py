@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from assignkit.emulate import find_python310
 from assignkit.grading import startup
 from assignkit.grading.bundle import GRADER_MODULES, PACKAGE_INIT
 from assignkit.grading.runner import Limits
@@ -35,18 +36,6 @@ RUNTIME_FILES = [SOURCE / "hwcheck.py", SOURCE / "safe_expr.py"]
 MASTERS = sorted(SOURCE.glob("q_*.ipynb"))
 
 pytestmark = pytest.mark.xdist_group("python310")  # one worker builds the environment
-
-
-def find_python310() -> str | None:
-    """A Python 3.10 interpreter: on PATH, or one of pyenv's."""
-    candidates = [shutil.which("python3.10") or ""]
-    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    candidates += sorted(str(path) for path in pyenv.glob("3.10*/bin/python3.10"))
-    for candidate in candidates:
-        if candidate and subprocess.run([candidate, "-c", "import sys; assert sys.version_info[:2] == (3, 10)"],
-                                        capture_output=True).returncode == 0:
-            return candidate
-    return None
 
 
 @pytest.fixture(scope="session")

@@ -152,8 +152,8 @@ class Grading:
     """One grading of one submission: the state, the scoring as checks finish, and the writes."""
 
     def __init__(self, course: Course, submission_dir: Path, results_dir: Path, *, limits: Optional[Limits] = None,
-                 user: Optional[SandboxUser] = None, sweep_user: bool = False,
-                 total_seconds: float = TOTAL_SECONDS, scratch_base: Optional[Path] = None,
+                 referee_limits: Limits = REFEREE_LIMITS, user: Optional[SandboxUser] = None,
+                 sweep_user: bool = False, total_seconds: float = TOTAL_SECONDS, scratch_base: Optional[Path] = None,
                  log: Callable[[str], None] = lambda message: None,
                  submitters: Optional[Sequence[str]] = None) -> None:
         self.course = course
@@ -163,6 +163,7 @@ class Grading:
         self.submission_dir = submission_dir
         self.results_dir = results_dir
         self.limits = limits or Limits()
+        self.referee_limits = referee_limits
         self.user = user
         self.sweep_user = sweep_user
         self.total_seconds = total_seconds
@@ -372,7 +373,7 @@ class Grading:
             code_cells = sum(1 for cell in notebook.get("cells", []) if cell.get("cell_type") == "code")
             job = ProbeJob(workdir / master.name, checks, suite.skip_ids, env=env, mode="referee",
                            submitted={k: str(v) for k, v in copies.items()}, code_cells=code_cells)
-            limits = dataclasses.replace(REFEREE_LIMITS, notebook_seconds=max(MIN_NOTEBOOK_SECONDS, budget))
+            limits = dataclasses.replace(self.referee_limits, notebook_seconds=max(MIN_NOTEBOOK_SECONDS, budget))
             run = run_notebook(job, workdir, runtime, limits=limits, user=None)
         finally:
             scratch.remove(workdir)

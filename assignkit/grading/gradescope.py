@@ -7,6 +7,10 @@ submission_log.json) with the suites of the bundle (default: the bundle this pac
 normally ``$AUTOGRADER_ROOT/source``). As root it first makes the bundle and the results folder private
 (0700 root) and runs student code as the sandbox account (``HWGRADER_SANDBOX_USER``, default from the
 bundle: ``hwsandbox``), killing that account's leftover processes after every notebook.
+
+``HWGRADER_ALLOW_CUDA_TORCH=1`` raises the memory limits of the sandbox and the referee by what the CUDA build of torch
+takes beyond the CPU build (``runner.CUDA_TORCH_HEADROOM``), for the emulation of Gradescope with PyPI's torch only
+(``make emulate-gradescope``); it is never set on Gradescope.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from pathlib import Path
 from typing import List, Optional
 
 from . import results
-from .autograde import grade_submission
+from .autograde import REFEREE_LIMITS, grade_submission
 from .course import Course
 from .identity import gradescope_submitters
+from .runner import CUDA_TORCH_VARIABLE, Limits, cuda_torch_allowed, for_the_installed_torch
 from .sandbox import find_user, is_root, lock_down
 
 DEFAULT_ROOT = "/autograder"
@@ -44,14 +49,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         if is_root() and user is None:  # never fall back to a shared account such as nobody
             raise RuntimeError(f"the sandbox account {name!r} does not exist (setup.sh creates it)")
         dedicated = user is not None
+        limits, referee_limits = for_the_installed_torch(Limits()), for_the_installed_torch(REFEREE_LIMITS)
+        if cuda_torch_allowed():
+            print(f"{CUDA_TORCH_VARIABLE}=1: memory limits raised for the CUDA build of torch (address space "
+                  f"{limits.address_space_bytes // 1024**2} MiB, data {limits.data_bytes // 1024**2} MiB, all "
+                  f"processes {limits.total_rss_bytes // 1024**2} MiB); an emulation, never Gradescope", flush=True)
     except Exception:
         traceback.print_exc()
         results.write_json_atomic(results_dir / results.RESULTS_FILE, results.placeholder(
             "The autograder is misconfigured and could not grade this submission: please tell the course staff."))
         return 1
     submitters = gradescope_submitters(root / "submission_metadata.json")  # whose variant (q_written)
-    grading = grade_submission(course, root / "submission", results_dir, user=user, sweep_user=dedicated,
-                               log=lambda message: print(message, flush=True), submitters=submitters)
+    grading = grade_submission(course, root / "submission", results_dir, limits=limits, referee_limits=referee_limits,
+                               user=user, sweep_user=dedicated, log=lambda message: print(message, flush=True),
+                               submitters=submitters)
     totals = grading.totals()
     print(f"graded: {totals['score']:g} / {totals['max_score']:g} (finished: {grading.finished})", flush=True)
     return 0

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -58,6 +58,34 @@ class Limits:
     max_restarts: int = 6
     total_rss_bytes: int = 560 * 1024**2  # all processes of a sandboxed run together (the per-process limits
     # above do not add up: 64 processes could each hold their data limit); with the grader, under 700 MB
+
+
+CUDA_TORCH_VARIABLE = "HWGRADER_ALLOW_CUDA_TORCH"
+"""Set to ``1`` only to emulate Gradescope where torch's CPU build cannot be installed (``make emulate-gradescope``
+installs PyPI's torch, the CUDA build); never set on Gradescope, whose ``setup.sh`` installs the CPU build."""
+CUDA_TORCH_HEADROOM = {"address_space_bytes": 2048 * 1024**2, "data_bytes": 640 * 1024**2,
+                       "total_rss_bytes": 640 * 1024**2}
+"""What the CUDA build of torch 2.13 takes beyond the CPU build once the notebooks' libraries are imported (measured
+on Python 3.10: 3.3 GB against 0.7 GB of address space, 0.85 GB against 0.28 GB of data segment, 0.77 GB against
+0.29 GB resident), rounded up: added to those limits, a student's code has at least the room it has on Gradescope."""
+
+
+def cuda_torch_allowed(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """Whether ``HWGRADER_ALLOW_CUDA_TORCH`` is ``1``. Any other value but unset or empty raises ``ValueError``, so
+    that a typo stops the grading rather than changing a limit."""
+    text = (os.environ if environ is None else environ).get(CUDA_TORCH_VARIABLE, "").strip()
+    if text not in ("", "0", "1"):
+        raise ValueError(f"{CUDA_TORCH_VARIABLE} must be 1 (the emulation with a CUDA build of torch) or unset, "
+                         f"not {text!r}")
+    return text == "1"
+
+
+def for_the_installed_torch(limits: Limits, environ: Optional[Mapping[str, str]] = None) -> Limits:
+    """``limits``, or, when :func:`cuda_torch_allowed`, ``limits`` with :data:`CUDA_TORCH_HEADROOM` added to its
+    memory limits (every other limit unchanged)."""
+    if not cuda_torch_allowed(environ):
+        return limits
+    return replace(limits, **{name: getattr(limits, name) + extra for name, extra in CUDA_TORCH_HEADROOM.items()})
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .runner import Limits, ProbeJob, SandboxUser, run_notebook
+from .runner import Limits, ProbeJob, SandboxUser, for_the_installed_torch, run_notebook
 
 LOCAL_MODULES = frozenset({"hwcheck", "safe_expr", "variants", "google", "__future__"})
 """Imports that are not libraries of the grading image: the homework's own modules and Colab's."""
@@ -152,7 +152,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if is_root() and user is None:
         print(f"the sandbox account {name!r} does not exist", file=sys.stderr)
         return 1
-    problem = preflight(user, Limits(), course.runtime_files, course.libraries, python=args.python)
+    try:  # HWGRADER_ALLOW_CUDA_TORCH: the emulation with a CUDA build of torch only, as in gradescope.py
+        limits = for_the_installed_torch(Limits())
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 1
+    problem = preflight(user, limits, course.runtime_files, course.libraries, python=args.python)
     if problem:
         print(problem, file=sys.stderr)
         return 1
