@@ -387,3 +387,12 @@ def test_a_hint_that_assumes_the_right_length_gives_way_to_the_length(hwcheck):
     assert problems[1] == "seed0/T=0/length: the name has the wrong number of letters"
     not_greedy = {"seed0/T=0": hwcheck.encode("abd"), "seed0/T=0/length": hwcheck.encode(3)}
     assert hwcheck.compare_values(not_greedy, expected, hints=hints) == ["seed0/T=0: take the argmax"]
+
+
+def test_the_set_up_warns_when_torch_is_not_the_tested_release(hwcheck):
+    pinned = next(line.split("==")[1] for line in (SOURCE / "requirements.txt").read_text().splitlines()
+                  if line.startswith("torch=="))
+    assert hwcheck.TESTED_TORCH == pinned
+    assert hwcheck.torch_note(f"{pinned}+cpu") == f"torch {pinned}+cpu"
+    note = hwcheck.torch_note("2.5.1+cu121")
+    assert note.startswith("torch 2.5.1+cu121 — note: this homework was tested with torch") and pinned in note

@@ -125,6 +125,20 @@ def submitted_file(name: str) -> str:
     return _submitted.get(name, name) if _mode == "referee" else name
 
 
+TESTED_TORCH = "2.13.0"
+"""The torch release the homework was built and tested with (the release's requirements.txt pins it)."""
+
+
+def torch_note(version: str) -> str:
+    """The set-up cell's line about torch: its version, and a warning when it is not the tested one (Colab, say,
+    comes with its own)."""
+    if version.split("+")[0] == TESTED_TORCH:
+        return f"torch {version}"
+    return (f"torch {version} — note: this homework was tested with torch {TESTED_TORCH}. Everything should work, "
+            "but if a check fails although you are sure of your code, say which torch you use when you ask the "
+            f"course staff (pip install torch=={TESTED_TORCH} gives the tested one).")
+
+
 def typed_value(variable: str, cell: Optional[str] = None, default: Any = None) -> Any:
     """The literal value the student typed for ``variable`` (e.g. ``STUDENT_ID``): in the referee, read from the
     submitted notebook file (never run; ``default`` when it cannot be read); elsewhere, the notebook's own value.
