@@ -19,11 +19,13 @@ import time
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import grading_fixtures
 import pytest
 from grading_fixtures import NEEDS_ROOT, assert_no_secrets, assert_valid_results, ensure_sandbox_user, shared_dir
+
+from assignkit.emulate import processes_of
 
 pytestmark = [pytest.mark.slow, NEEDS_ROOT]
 course = grading_fixtures.course
@@ -87,16 +89,6 @@ def read_results(root: Path) -> Dict[str, Any]:
     return json.loads((root / "results" / "results.json").read_text())
 
 
-def processes_of(uid: int) -> List[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def test_solution_scores_full_marks(fast_build: Path, tmp_path: Path, e2e_user: Any, course: Any) -> None:
