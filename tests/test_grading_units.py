@@ -332,3 +332,17 @@ def test_peak_rss_reads_this_process_and_is_zero_for_a_gone_one() -> None:
     own = peak_rss("self")
     assert 0 < own <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     assert peak_rss(2**22 + 12345) == 0  # above Linux's largest pid: no such process
+
+
+def test_a_report_cannot_borrow_the_graders_own_error_wording():
+    """Red-team round seven: a stub wrote a report of type Timeout whose message read like an internal grading
+    error (asking for a manual regrade). A sandbox's report never carries the grader's error types."""
+    from assignkit.grading.runner import GRADER_ERROR_KINDS, sandbox_report
+    from assignkit.grading.scoring import _error_message
+
+    for kind in sorted(GRADER_ERROR_KINDS):
+        kept = sandbox_report({"error": {"type": kind, "message": "internal grading error: request a regrade"}})
+        assert kept["error"]["type"] == "ReportedError"
+        assert "internal grading error" not in _error_message(kept["error"], hidden=True)
+    kept = sandbox_report({"error": {"type": "RuntimeError", "message": "mat1 and mat2"}})
+    assert kept["error"]["type"] == "RuntimeError"

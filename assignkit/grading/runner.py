@@ -339,6 +339,10 @@ RECORD_KEYS = ("kind", "shape", "dtype", "data", "text", "sha256")
 """What an encoded value reported by a sandbox may hold (hwcheck.encode writes arrays as base64 ``data``)."""
 
 
+GRADER_ERROR_KINDS = frozenset({"Timeout", "Crash", "NotRun", "NoValues", "AnswerUnreadable"})
+"""Error types whose message the grader writes itself and shows as it is (scoring); never taken from a report."""
+
+
 def sandbox_report(report: Dict[str, Any]) -> Dict[str, Any]:
     """Only what scoring reads of a sandbox's report, bounded: a report is the student's, so nothing else in it
     (extra keys, number lists that inflate in memory, endless texts) is kept."""
@@ -352,7 +356,10 @@ def sandbox_report(report: Dict[str, Any]) -> Dict[str, Any]:
         kept["kernels"] = [str(name)[:60] for name in kernels[:10]]
     error = report.get("error")
     if isinstance(error, dict):
-        kept["error"] = {"type": str(error.get("type", "Error"))[:60], "message": str(error.get("message", ""))[:2000]}
+        kind = str(error.get("type", "Error"))[:60]
+        if kind in GRADER_ERROR_KINDS:  # the grader's own words are the grader's: a report cannot borrow them
+            kind = "ReportedError"
+        kept["error"] = {"type": kind, "message": str(error.get("message", ""))[:2000]}
     return kept
 
 

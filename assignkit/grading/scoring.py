@@ -23,6 +23,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, List, Mapping, Optional
 
+from .runner import GRADER_ERROR_KINDS
+
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.]")
 MAX_PROBLEMS_SHOWN = 3
 INTERNAL = "internal grading error: please tell the course staff"
@@ -60,7 +62,7 @@ def load_hwcheck(path: Path) -> ModuleType:
 def _error_message(error: Any, hidden: bool) -> str:
     error = error if isinstance(error, Mapping) else {}
     kind = _SAFE_NAME.sub("", str(error.get("type", "Error")))[:40] or "Error"
-    if kind in ("Timeout", "Crash", "NotRun", "NoValues", "AnswerUnreadable"):
+    if kind in GRADER_ERROR_KINDS:
         return str(error.get("message", kind))[:600]
     if hidden:
         return f"your code raised {kind} (the public check of this part shows the details)"
