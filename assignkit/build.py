@@ -38,7 +38,7 @@ from . import reproducible
 from .grading.bundle import BundleError
 from .grading.seeds import KEY_FILE, write_key
 from .masters import MASTER_NOTEBOOKS, Master, read_masters, strip_hidden
-from .notebooks import cell_errors, execute
+from .notebooks import Run, cell_errors, execute_many
 
 ASSIGNMENT = "hw_rnn"
 PUBLIC_GOLDENS = "public_goldens.json"
@@ -185,33 +185,40 @@ def store_cached(root: Path, master: Master, key: str, inputs: Dict[str, str], p
             shutil.rmtree(older, ignore_errors=True)
 
 
-def run_master(root: Path, master: Master, masters: List[Master], fast: bool) -> Product:
-    """Execute ``master`` in record mode in a fresh kernel and keep what the build needs of the run."""
+def run_masters(root: Path, masters: List[Master], fast: bool, jobs: int) -> List[Product]:
+    """Execute ``masters`` in record mode, each in a fresh kernel, ``jobs`` at a time, and keep what the build
+    needs of each run. The masters write their files under distinct names and record into files of their own."""
     source = root / "source" / ASSIGNMENT
     record_dir = root / "build" / "record"
     record_dir.mkdir(parents=True, exist_ok=True)
-    record_file = record_dir / f"{master.name}.jsonl"
-    record_file.unlink(missing_ok=True)
-    record_file.touch()
-    for name in master.submit:  # nothing left over from an earlier run may pass for this run's output
-        (source / name).unlink(missing_ok=True)
-    started = time.perf_counter()
-    notebook = execute(
-        master.path,
-        cwd=source,
-        env={
+    runs = []
+    for master in masters:
+        record_file = record_dir / f"{master.name}.jsonl"
+        record_file.unlink(missing_ok=True)
+        record_file.touch()
+        for name in master.submit:  # nothing left over from an earlier run may pass for this run's output
+            (source / name).unlink(missing_ok=True)
+        runs.append(Run(master.path, source, {
             "HWCHECK_RECORD": str(record_file),
             "HWCHECK_NOTEBOOK": str(master.path),
             "HW_FAST": "1" if fast else None,
             "HWCHECK_GOLDENS": None,
             "HW_HIDDEN_SURNAMES": str(root / HIDDEN_SURNAMES),
-        },
-    )
-    log(f"executed {master.path.name} in {time.perf_counter() - started:.1f} s")
+        }))
+    started = time.perf_counter()
+    executed = execute_many(runs, parallel=jobs)
+    names = ", ".join(master.path.name for master in masters)
+    log(f"executed {names} in {time.perf_counter() - started:.1f} s ({min(jobs, len(masters))} at a time)")
+    return [product_of(root, master, notebook) for master, notebook in zip(masters, executed, strict=True)]
+
+
+def product_of(root: Path, master: Master, notebook: Any) -> Product:
+    """What the build keeps of one executed master: its records, its solution notebook and HTML, its files."""
     errors = cell_errors(notebook)
     if errors:
         details = "\n".join(f"  {label}: {'; '.join(messages)[:400]}" for label, messages in errors.items())
         raise BuildError(f"{master.path.name} does not run cleanly:\n{details}")
+    source = root / "source" / ASSIGNMENT
     files: Dict[str, bytes] = {}
     for name in master.submit:
         produced = source / name
@@ -220,6 +227,7 @@ def run_master(root: Path, master: Master, masters: List[Master], fast: bool) ->
             files[name] = reproducible.stable_submission_log(data) if name == "submission_log.json" else data
             produced.unlink()
     solution = solution_notebook(notebook, root)
+    records = (root / "build" / "record" / f"{master.name}.jsonl").read_bytes()
     with tempfile_dir(root) as scratch:
         path = scratch / f"{master.name}.ipynb"
         nbformat.write(solution, str(path))
@@ -227,7 +235,7 @@ def run_master(root: Path, master: Master, masters: List[Master], fast: bool) ->
             html = reproducible.html_of(path).encode("utf-8")
         except Exception as error:  # nbconvert's own errors are of many kinds; the build reports any of them
             raise BuildError(f"nbconvert failed for {master.name}: {error}") from error
-        return Product(master.name, record_file.read_bytes(), path.read_bytes(), html, files)
+        return Product(master.name, records, path.read_bytes(), html, files)
 
 
 @contextlib.contextmanager
@@ -256,20 +264,30 @@ def solution_notebook(notebook: Any, root: Path) -> Any:
     return notebook
 
 
-def produce(root: Path, masters: List[Master], fast: bool, force: bool) -> List[Product]:
-    """Each master's product: from the cache when its inputs are unchanged (unless ``force``), else from a run."""
-    products = []
+def default_jobs() -> int:
+    """How many masters to execute at a time: one per CPU this process may use, at most four (one per master)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cpus))
+
+
+def produce(root: Path, masters: List[Master], fast: bool, force: bool, jobs: int) -> List[Product]:
+    """Each master's product: from the cache when its inputs are unchanged (unless ``force``), else from a run
+    (the masters to run are executed ``jobs`` at a time)."""
+    keys: Dict[str, tuple] = {}
+    products: Dict[str, Product] = {}
     for master in masters:
         inputs = master_inputs(root, master, masters, fast)
         key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode("utf-8")).hexdigest()
-        product = None if force else load_cached(root, master, key)
-        if product is None:
-            product = run_master(root, master, masters, fast)
-            store_cached(root, master, key, inputs, product)
-        else:
+        keys[master.name] = (key, inputs)
+        cached = None if force else load_cached(root, master, key)
+        if cached is not None:
             log(f"{master.path.name} unchanged: reused its last run (build/cache)")
-        products.append(product)
-    return products
+            products[master.name] = cached
+    stale = [master for master in masters if master.name not in products]
+    for master, product in zip(stale, run_masters(root, stale, fast, jobs) if stale else [], strict=True):
+        store_cached(root, master, *keys[master.name], product)
+        products[master.name] = product
+    return [products[master.name] for master in masters]
 
 
 def record_goldens(root: Path, masters: List[Master], products: List[Product]) -> None:
@@ -503,8 +521,9 @@ def write_student_tools(root: Path, masters: List[Master]) -> None:
     write_if_changed(release / SUBMISSION_MANIFEST, text.encode("utf-8"))
 
 
-def build(root: Path, fast: bool = False, force: bool = False) -> None:
-    """The whole build of the course in ``root`` (see the module's docstring); ``force`` ignores the cache."""
+def build(root: Path, fast: bool = False, force: bool = False, jobs: Optional[int] = None) -> None:
+    """The whole build of the course in ``root`` (see the module's docstring); ``force`` ignores the cache; ``jobs``
+    masters are executed at a time (default: one per CPU, at most four)."""
     try:
         masters = read_masters(root / "source" / ASSIGNMENT)  # the instructor's choice (assignment.toml)
     except ValueError as error:
@@ -512,7 +531,7 @@ def build(root: Path, fast: bool = False, force: bool = False) -> None:
     if not masters:
         raise BuildError(f"no master notebooks in {root / 'source' / ASSIGNMENT}")
     log(f"notebooks: {', '.join(master.name for master in masters)}")
-    products = produce(root, masters, fast, force)
+    products = produce(root, masters, fast, force, jobs or default_jobs())
     record_goldens(root, masters, products)
     write_solutions(root, masters, products)
     generate_release(root, masters, force)
@@ -532,10 +551,11 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="course directory (default: current)")
     parser.add_argument("--fast", action="store_true", help="shorten training cells (CI)")
     parser.add_argument("--force", action="store_true", help="execute every master and run nbgrader, cache or not")
+    parser.add_argument("--jobs", type=int, default=None, help="masters executed at a time (default: CPUs, <= 4)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
-        build(args.root.resolve(), fast=args.fast, force=args.force)
+        build(args.root.resolve(), fast=args.fast, force=args.force, jobs=args.jobs)
     except (BuildError, BundleError) as error:
         print(f"[build] FAILED: {error}", file=sys.stderr)
         return 1

@@ -22,7 +22,7 @@ from conftest import ROOT, copy_course
 from assignkit import build as build_module
 from assignkit import reproducible
 from assignkit.build import build, master_inputs
-from assignkit.masters import read_masters
+from assignkit.masters import Master, read_masters
 
 OUTPUTS = ("release", "solutions", "source/hw_rnn/public_goldens.json", "build/goldens", "autograder/dist")
 """What a build writes (and what two builds must agree on, byte for byte)."""
@@ -106,7 +106,7 @@ def test_a_build_with_nothing_changed_runs_nothing_and_writes_nothing(fast_build
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"the no-op build started {args[:1]}")
 
-    monkeypatch.setattr(build_module, "run_master", refuse)
+    monkeypatch.setattr(build_module, "run_masters", refuse)
     monkeypatch.setattr(build_module.subprocess, "run", refuse)  # nbgrader, nbconvert: nothing is started
     started = time.process_time()
     build(course, fast=True)
@@ -124,13 +124,13 @@ def test_an_edited_master_changes_exactly_its_own_outputs(fast_build: Path, tmp_
     nbformat.write(master, str(master_path))
     before = snapshot(course)
     ran: List[str] = []
-    real_run = build_module.run_master
+    real_run = build_module.run_masters
 
-    def run_master(root: Path, master: object, *args: object) -> object:
-        ran.append(master.name)  # type: ignore[attr-defined]
-        return real_run(root, master, *args)  # type: ignore[arg-type]
+    def run_masters(root: Path, masters: List[Master], *args: object) -> object:
+        ran.extend(master.name for master in masters)
+        return real_run(root, masters, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(build_module, "run_master", run_master)
+    monkeypatch.setattr(build_module, "run_masters", run_masters)
     build(course, fast=True)
     after = snapshot(course)
     changed = sorted(name for name in after if after[name][0] != before.get(name, ("",))[0])
