@@ -20,6 +20,8 @@ from assignkit.grading.child import definitions_only
 from assignkit.masters import read_master
 from assignkit.notebooks import cell_errors, execute
 
+pytestmark = pytest.mark.xdist_group("q_rnn_last_name")  # one worker grades the mutants once (module fixture `graded`)
+
 NOTEBOOK = "q_rnn_last_name"
 MODEL_FILE = "surname_model.pt"
 LOG_FILE = "submission_log.json"
