@@ -96,9 +96,18 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-def build_code_digest() -> Dict[str, str]:
+def _code_digest() -> Dict[str, str]:
     package = Path(__file__).resolve().parent
     return {f"assignkit/{name}": sha256_of(package / name) for name in BUILD_CODE}
+
+
+_CODE_DIGEST = _code_digest()
+"""Taken when this module is imported (the others of BUILD_CODE are imported with it): the code that runs."""
+
+
+def build_code_digest() -> Dict[str, str]:
+    """``{module: sha256}`` of the build code this process runs."""
+    return dict(_CODE_DIGEST)
 
 
 def master_inputs(root: Path, master: Master, masters: List[Master], fast: bool) -> Dict[str, str]:
