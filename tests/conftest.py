@@ -11,6 +11,7 @@ import re
 import shutil
 import traceback
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 from filelock import FileLock
@@ -55,6 +56,32 @@ def fast_build(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path
                 raise
             (course / ".built").touch()
     return course
+
+
+@pytest.fixture(scope="session")
+def blank_run(fast_build: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Callable[[str], Any]:
+    """``blank_run("q_written.ipynb")``: that notebook of the fast build's blank release executed top to bottom in
+    a real kernel (``HW_FAST=1``, in the release folder, errors do not stop it), once per session however many
+    tests and workers read it (they get their own copy of the executed notebook)."""
+    import nbformat
+
+    from assignkit.notebooks import execute
+
+    base = tmp_path_factory.getbasetemp()
+    shared = (base if worker_id == "master" else base.parent) / "blank_runs"
+    shared.mkdir(exist_ok=True)
+    release = fast_build / "release" / "hw_rnn"
+
+    def run(name: str) -> Any:
+        saved = shared / name
+        with FileLock(str(shared / f"{name}.lock")):
+            if not saved.is_file():
+                notebook = execute(release / name, cwd=release, env={"HW_FAST": "1"})
+                nbformat.write(notebook, str(shared / f".{name}.tmp"))
+                (shared / f".{name}.tmp").replace(saved)
+        return nbformat.read(str(saved), as_version=4)
+
+    return run
 
 
 @pytest.fixture(scope="session")

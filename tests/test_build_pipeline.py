@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, SOURCE
 
 from assignkit.masters import HIDDEN_BEGIN, read_master, read_masters
-from assignkit.notebooks import cell_errors, execute
+from assignkit.notebooks import cell_errors
 
 RELEASE = ROOT / "release" / "hw_rnn"
 CONTRACT_IDS = {
@@ -78,12 +78,11 @@ def test_release_holds_no_solution_no_hidden_check_and_no_output(master_path):
             assert "hwcheck.check(" not in cell.source
 
 
-def test_release_runs_top_to_bottom_and_every_part_reports_itself(fast_build):
+def test_release_runs_top_to_bottom_and_every_part_reports_itself(fast_build, blank_run):
     """In a real kernel, each unfinished part fails its own public check with a clear message; nothing else
     (set-up, given code) fails, and later cells still run."""
-    release = fast_build / "release" / "hw_rnn"
     master = read_master(fast_build / "source" / "hw_rnn" / "q_rnn_and_grad.ipynb")
-    notebook = execute(release / "q_rnn_and_grad.ipynb", cwd=release, env={"HW_FAST": "1"})
+    notebook = blank_run("q_rnn_and_grad.ipynb")
     errors = cell_errors(notebook)
     public = [check.grade_id for check in master.checks if not check.hidden]
     for grade_id in public:
@@ -127,11 +126,10 @@ def test_solutions_read_like_a_finished_notebook(fast_build):
 
 
 @pytest.mark.parametrize("name", ["q_rnn_last_name.ipynb", "q_written.ipynb", "q_char_lm.ipynb"])
-def test_run_all_on_the_blank_release_first_stops_at_unfinished_work(fast_build, name):
+def test_run_all_on_the_blank_release_first_stops_at_unfinished_work(blank_run, name):
     """Run All stops at the first error: on the blank release that must be a part the student fills in (or its
     check), never the set-up, given code or an ungraded scratch cell (q_rnn_and_grad: the test above)."""
-    release = fast_build / "release" / "hw_rnn"
-    notebook = execute(release / name, cwd=release, env={"HW_FAST": "1"})
+    notebook = blank_run(name)
     failing = [cell for cell in notebook.cells if cell.cell_type == "code"
                and any(output.get("output_type") == "error" for output in cell.outputs)]
     assert failing, f"{name}: nothing failed on the blank release"
