@@ -445,8 +445,11 @@ def release_key(root: Path, staged: Path) -> str:
 
 
 def release_listing(release: Path) -> Dict[str, str]:
+    """``{file: sha256}`` of what nbgrader put in the release folder (the student tools written after it aside:
+    they follow their own sources on every build)."""
+    tools = {*STUDENT_TOOLS, SUBMISSION_MANIFEST}
     return {path.relative_to(release).as_posix(): sha256_of(path) for path in sorted(release.rglob("*"))
-            if path.is_file()}
+            if path.is_file() and path.relative_to(release).as_posix() not in tools}
 
 
 def release_is_current(root: Path, key: str) -> bool:
