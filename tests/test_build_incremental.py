@@ -30,12 +30,18 @@ EDITED = "q_written"
 """The master the incremental test edits: the cheapest one to run again."""
 
 
+RUN_DEBRIS = ("__pycache__", ".ipynb_checkpoints")
+"""What other tests leave in the shared fast build by running code there (``import hwcheck`` in the release
+folder writes its bytecode): not the build's."""
+
+
 def digests(course: Path, parts: tuple = OUTPUTS) -> Dict[str, str]:
     """``{path relative to course: sha256}`` of every file under ``parts``."""
     found = {}
     for part in parts:
         path = course / part
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        files = [path] if path.is_file() else sorted(
+            p for p in path.rglob("*") if p.is_file() and not set(p.relative_to(course).parts) & set(RUN_DEBRIS))
         found.update({p.relative_to(course).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files})
     return found
 
