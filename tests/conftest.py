@@ -21,6 +21,27 @@ SOURCE = ROOT / "source" / "hw_rnn"
 COURSE_PARTS = ("source", "autograder", "nbgrader_config.py", "assignment.toml")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """Make ``--dist loadgroup`` keep each ``xdist_group`` on one worker, as it promises.
+
+    pytest-xdist marks a grouped test by appending ``@<group>`` to its node id in the worker; xdist 3.8 writes that
+    to ``Item._nodeid``, which pytest 9 no longer reads (the id lives in ``Item._id``), so every group was split
+    across the workers and each worker computed the group's module fixtures (a variant build, nbgrader autograde,
+    graded mutants) again. Here the suffix is written where pytest 9 reads it; nothing changes where xdist's own
+    suffix took effect, or without ``--dist loadgroup``."""
+    if not getattr(config.option, "loadgroup", False):  # set in the workers of a loadgroup session only
+        return
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                        for mark in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(names)
+        if names and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            item._id = coerce_node_id(item.nodeid + suffix)
+
+
 def copy_course(target: Path) -> Path:
     """Copy what a build reads (masters, data, autograder sources, nbgrader config) into ``target``."""
     target.mkdir(parents=True, exist_ok=True)
