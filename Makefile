@@ -15,9 +15,10 @@ $(INSTALLED): requirements.txt
 
 venv: $(INSTALLED)
 
-## make release: goldens from the masters, release/ (nbgrader), solutions/, autograder/dist/autograder.zip
+## make release: goldens from the masters, release/ (nbgrader), solutions/, autograder/dist/autograder.zip;
+## a master whose inputs did not change is not executed again (build/cache). make release FORCE=1 rebuilds all.
 release: $(INSTALLED)
-	$(PY) -m assignkit.build
+	$(PY) -m assignkit.build $(if $(filter-out 0,$(FORCE)),--force,)
 
 ## make test: the whole pytest suite (what .ci/run calls)
 test: $(INSTALLED)

@@ -1,32 +1,44 @@
 """`make release`: record goldens from the masters, generate the student release with nbgrader,
 write the solutions, and build the Gradescope bundle.
 
-    python -m assignkit.build [--root DIR] [--fast]
+    python -m assignkit.build [--root DIR] [--fast] [--force]
 
 ``--fast`` shortens the training cells (HW_FAST=1); the release notebooks do not depend on it.
+
+The build is incremental: a master whose inputs did not change since it last ran (its own bytes, every other file
+of source/hw_rnn it can read, the hidden data, assignment.toml, requirements.txt and this build code) is not
+executed again; its recorded goldens, solution notebook, HTML and model files come from ``build/cache/``, and
+nbgrader runs only when what it releases changed. ``--force`` executes every master and runs nbgrader again.
+Outputs are written only where their bytes change, and two builds of the same inputs give the same bytes
+(``assignkit.reproducible``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import html as html_lib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import nbformat
 
 from . import goldens as golden_files
+from . import reproducible
 from .grading.bundle import BundleError
 from .grading.seeds import KEY_FILE, write_key
 from .masters import MASTER_NOTEBOOKS, Master, read_masters, strip_hidden
-from .notebooks import cell_errors, execute
+from .notebooks import Run, cell_errors, execute_many
 
 ASSIGNMENT = "hw_rnn"
 PUBLIC_GOLDENS = "public_goldens.json"
@@ -59,46 +71,254 @@ def log(message: str) -> None:
     print(f"[build] {message}", flush=True)
 
 
-def record_goldens(root: Path, masters: List[Master], fast: bool) -> List[object]:
-    """Execute every master in record mode; write public and hidden goldens; return executed notebooks."""
+CACHE = Path("build") / "cache"
+"""One folder per master and set of inputs (``<notebook>-<key>``) with what its run gave the build, and
+``release.json``: the key and the files of the last nbgrader release."""
+CACHE_FORMAT = "1"
+BUILD_CODE = ("build.py", "goldens.py", "masters.py", "notebooks.py", "reproducible.py")
+"""The modules whose code shapes what the build keeps of a master's run: part of every cache key."""
+COURSE_INPUTS = (HIDDEN_SURNAMES, Path("assignment.toml"), Path("requirements.txt"))
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` unless it holds exactly that already (a rebuild leaves unchanged files alone);
+    return whether it wrote."""
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+    return True
+
+
+def _code_digest() -> Dict[str, str]:
+    package = Path(__file__).resolve().parent
+    return {f"assignkit/{name}": sha256_of(package / name) for name in BUILD_CODE}
+
+
+_CODE_DIGEST = _code_digest()
+"""Taken when this module is imported (the others of BUILD_CODE are imported with it): the code that runs."""
+
+
+def build_code_digest() -> Dict[str, str]:
+    """``{module: sha256}`` of the build code this process runs."""
+    return dict(_CODE_DIGEST)
+
+
+def master_inputs(root: Path, master: Master, masters: List[Master], fast: bool) -> Dict[str, str]:
+    """Everything the run of ``master`` can depend on, ``{what: sha256 or setting}``: the master itself, every
+    file of source/hw_rnn except the other masters and what the build or the masters write there, the hidden
+    surnames (read in record mode), the choice of notebooks, the pinned requirements, the build code and the
+    settings of the run."""
+    source = root / "source" / ASSIGNMENT
+    written = {*master_outputs(masters), PUBLIC_GOLDENS}
+    inputs: Dict[str, str] = {}
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if (not path.is_file() or relative.as_posix() in written
+                or any(part.startswith(".") or part == "__pycache__" for part in relative.parts)
+                or (len(relative.parts) == 1 and relative.suffix == ".ipynb" and relative.stem != master.name)):
+            continue
+        inputs[f"source/{ASSIGNMENT}/{relative.as_posix()}"] = sha256_of(path)
+    for extra in COURSE_INPUTS:
+        inputs[extra.as_posix()] = sha256_of(root / extra) if (root / extra).is_file() else "absent"
+    inputs.update(build_code_digest())
+    inputs["settings"] = json.dumps({"fast": fast, "format": CACHE_FORMAT, "machine": platform.machine(),
+                                     "python": platform.python_version()}, sort_keys=True)
+    return inputs
+
+
+@dataclass
+class Product:
+    """What one run of a master gives the build: its recorded checks (JSON lines), its solution notebook and HTML
+    (as committed under solutions/), and the files it wrote (trained weights, the log) as the solutions keep them."""
+
+    name: str
+    records: bytes
+    notebook: bytes
+    html: bytes
+    files: Dict[str, bytes] = field(default_factory=dict)
+
+    def listing(self) -> Dict[str, bytes]:
+        """The product as files of a cache entry."""
+        return {"records.jsonl": self.records, f"{self.name}.ipynb": self.notebook, f"{self.name}.html": self.html,
+                **{f"files/{name}": data for name, data in self.files.items()}}
+
+
+def cache_entry(root: Path, master: Master, key: str) -> Path:
+    return root / CACHE / f"{master.name}-{key[:24]}"
+
+
+def load_cached(root: Path, master: Master, key: str) -> Optional[Product]:
+    """The cached product of ``master`` for inputs ``key``; ``None`` unless the entry is complete and intact (its
+    manifest names this key and the sha256 of every file, and each file still has it)."""
+    entry = cache_entry(root, master, key)
+    try:
+        manifest = json.loads((entry / "manifest.json").read_text(encoding="utf-8"))
+        if manifest.get("key") != key:
+            return None
+        files = {name: (entry / name).read_bytes() for name in manifest["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if any(hashlib.sha256(data).hexdigest() != manifest["files"][name] for name, data in files.items()):
+        return None
+    outputs = {name.removeprefix("files/"): data for name, data in files.items() if name.startswith("files/")}
+    try:
+        return Product(master.name, files["records.jsonl"], files[f"{master.name}.ipynb"],
+                       files[f"{master.name}.html"], outputs)
+    except KeyError:
+        return None
+
+
+def store_cached(root: Path, master: Master, key: str, inputs: Dict[str, str], product: Product) -> None:
+    """Write the cache entry atomically (a folder renamed into place) and remove the master's older entries."""
+    entry = cache_entry(root, master, key)
+    staging = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    listing = product.listing()
+    for name, data in listing.items():
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        (staging / name).write_bytes(data)
+    (staging / "inputs.json").write_text(json.dumps(inputs, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    manifest = {"key": key, "files": {name: hashlib.sha256(data).hexdigest() for name, data in listing.items()}}
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    shutil.rmtree(entry, ignore_errors=True)
+    os.replace(staging, entry)
+    for older in (root / CACHE).glob(f"{master.name}-*"):
+        if older != entry and older.name.rsplit("-", 1)[0] == master.name:
+            shutil.rmtree(older, ignore_errors=True)
+
+
+def run_masters(root: Path, masters: List[Master], fast: bool, jobs: int) -> List[Product]:
+    """Execute ``masters`` in record mode, each in a fresh kernel, ``jobs`` at a time, and keep what the build
+    needs of each run. The masters write their files under distinct names and record into files of their own."""
     source = root / "source" / ASSIGNMENT
     record_dir = root / "build" / "record"
     record_dir.mkdir(parents=True, exist_ok=True)
-    executed = []
-    recorded: golden_files.Goldens = {}
+    runs = []
     for master in masters:
         record_file = record_dir / f"{master.name}.jsonl"
         record_file.unlink(missing_ok=True)
         record_file.touch()
-        started = time.perf_counter()
-        notebook = execute(
-            master.path,
-            cwd=source,
-            env={
-                "HWCHECK_RECORD": str(record_file),
-                "HWCHECK_NOTEBOOK": str(master.path),
-                "HW_FAST": "1" if fast else None,
-                "HWCHECK_GOLDENS": None,
-                "HW_HIDDEN_SURNAMES": str(root / HIDDEN_SURNAMES),
-            },
-        )
-        log(f"executed {master.path.name} in {time.perf_counter() - started:.1f} s")
-        errors = cell_errors(notebook)
-        if errors:
-            details = "\n".join(f"  {label}: {'; '.join(messages)[:400]}" for label, messages in errors.items())
-            raise BuildError(f"{master.path.name} does not run cleanly:\n{details}")
+        for name in master.submit:  # nothing left over from an earlier run may pass for this run's output
+            (source / name).unlink(missing_ok=True)
+        runs.append(Run(master.path, source, {
+            "HWCHECK_RECORD": str(record_file),
+            "HWCHECK_NOTEBOOK": str(master.path),
+            "HW_FAST": "1" if fast else None,
+            "HWCHECK_GOLDENS": None,
+            "HW_HIDDEN_SURNAMES": str(root / HIDDEN_SURNAMES),
+        }))
+    started = time.perf_counter()
+    executed = execute_many(runs, parallel=jobs)
+    names = ", ".join(master.path.name for master in masters)
+    log(f"executed {names} in {time.perf_counter() - started:.1f} s ({min(jobs, len(masters))} at a time)")
+    return [product_of(root, master, notebook) for master, notebook in zip(masters, executed, strict=True)]
+
+
+def product_of(root: Path, master: Master, notebook: Any) -> Product:
+    """What the build keeps of one executed master: its records, its solution notebook and HTML, its files."""
+    errors = cell_errors(notebook)
+    if errors:
+        details = "\n".join(f"  {label}: {'; '.join(messages)[:400]}" for label, messages in errors.items())
+        raise BuildError(f"{master.path.name} does not run cleanly:\n{details}")
+    source = root / "source" / ASSIGNMENT
+    files: Dict[str, bytes] = {}
+    for name in master.submit:
+        produced = source / name
+        if produced.is_file():
+            data = produced.read_bytes()
+            files[name] = reproducible.stable_submission_log(data) if name == "submission_log.json" else data
+            produced.unlink()
+    solution = solution_notebook(notebook, root)
+    records = (root / "build" / "record" / f"{master.name}.jsonl").read_bytes()
+    with tempfile_dir(root) as scratch:
+        path = scratch / f"{master.name}.ipynb"
+        nbformat.write(solution, str(path))
+        try:
+            html = reproducible.html_of(path).encode("utf-8")
+        except Exception as error:  # nbconvert's own errors are of many kinds; the build reports any of them
+            raise BuildError(f"nbconvert failed for {master.name}: {error}") from error
+        return Product(master.name, records, path.read_bytes(), html, files)
+
+
+@contextlib.contextmanager
+def tempfile_dir(root: Path) -> Iterator[Path]:
+    """A scratch folder under build/ (removed afterwards)."""
+    folder = root / "build" / f".scratch-{os.getpid()}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def solution_notebook(notebook: Any, root: Path) -> Any:
+    """The executed master as the solutions show it: hidden-test regions removed, progress bars at their end as
+    text, and nothing that differs between two runs of the same code (``assignkit.reproducible``)."""
+    widgets = notebook.metadata.get("widgets", {}).get(reproducible.WIDGET_STATE, {})
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "BEGIN HIDDEN TESTS" in cell.source:
+            cell.source = strip_hidden(cell.source).rstrip() + "\n# (hidden checks omitted)"
+        if cell.cell_type == "code":
+            shown = [finished_progress_bar(output, widgets.get("state", {})) for output in cell.outputs]
+            cell.outputs = reproducible.stable_cell_outputs([output for output in shown if output is not None], root)
+    reproducible.stabilise_widgets(notebook)
+    return notebook
+
+
+def default_jobs() -> int:
+    """How many masters to execute at a time: one per CPU this process may use, at most four (one per master)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cpus))
+
+
+def produce(root: Path, masters: List[Master], fast: bool, force: bool, jobs: int) -> List[Product]:
+    """Each master's product: from the cache when its inputs are unchanged (unless ``force``), else from a run
+    (the masters to run are executed ``jobs`` at a time)."""
+    keys: Dict[str, tuple] = {}
+    products: Dict[str, Product] = {}
+    for master in masters:
+        inputs = master_inputs(root, master, masters, fast)
+        key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode("utf-8")).hexdigest()
+        keys[master.name] = (key, inputs)
+        cached = None if force else load_cached(root, master, key)
+        if cached is not None:
+            log(f"{master.path.name} unchanged: reused its last run (build/cache)")
+            products[master.name] = cached
+    stale = [master for master in masters if master.name not in products]
+    for master, product in zip(stale, run_masters(root, stale, fast, jobs) if stale else [], strict=True):
+        store_cached(root, master, *keys[master.name], product)
+        products[master.name] = product
+    return [products[master.name] for master in masters]
+
+
+def record_goldens(root: Path, masters: List[Master], products: List[Product]) -> None:
+    """Write the public and hidden goldens the masters' runs recorded (and the grading key, once)."""
+    source = root / "source" / ASSIGNMENT
+    record_dir = root / "build" / "record"
+    record_dir.mkdir(parents=True, exist_ok=True)
+    recorded: golden_files.Goldens = {}
+    for product in products:
+        record_file = record_dir / f"{product.name}.jsonl"
+        write_if_changed(record_file, product.records)
         recorded.update(golden_files.read_records(record_file))
-        executed.append(notebook)
     public, hidden = golden_files.split(recorded, masters)
     golden_files.write(source / PUBLIC_GOLDENS, public)
     golden_files.write(root / "build" / "goldens" / "hidden_goldens.json", hidden)
     write_key(root / "build" / KEY_FILE)
     log(f"recorded {len(public)} public and {len(hidden)} hidden checks")
-    return executed
 
 
-def write_solutions(root: Path, masters: List[Master], executed: List[object]) -> None:
-    """Executed masters, hidden-test regions removed, into solutions/hw_rnn/ (and HTML for TAs)."""
+def write_solutions(root: Path, masters: List[Master], products: List[Product]) -> None:
+    """The solution notebooks (hidden-test regions removed), their HTML for TAs and the files the masters wrote,
+    into solutions/hw_rnn/; files whose bytes are unchanged are left alone."""
     target = root / "solutions" / ASSIGNMENT
     target.mkdir(parents=True, exist_ok=True)
     chosen = {master.name for master in masters}
@@ -108,27 +328,11 @@ def write_solutions(root: Path, masters: List[Master], executed: List[object]) -
         output = (stale.suffix == ".pt" or stale.name == "submission_log.json") and stale.name not in outputs
         if notebook or output:
             stale.unlink()
-    for name in outputs:
-        produced = root / "source" / ASSIGNMENT / name
-        if produced.exists():
-            os.replace(produced, target / name)
-    for master, notebook in zip(masters, executed, strict=True):
-        widgets = notebook.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
-        for cell in notebook.cells:
-            if cell.cell_type == "code" and "BEGIN HIDDEN TESTS" in cell.source:
-                cell.source = strip_hidden(cell.source).rstrip() + "\n# (hidden checks omitted)"
-            if cell.cell_type == "code":
-                shown = [finished_progress_bar(output, widgets.get("state", {})) for output in cell.outputs]
-                cell.outputs = [output for output in shown if output is not None]
-        nbformat.write(notebook, str(target / f"{master.name}.ipynb"))
-        html = subprocess.run(
-            [sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "--log-level", "ERROR",
-             "--output-dir", str(target), str(target / f"{master.name}.ipynb")],
-            capture_output=True, text=True, check=False, env=tool_env(),
-        )
-        if html.returncode != 0:
-            raise BuildError(f"nbconvert failed for {master.name}:\n{html.stderr[-2000:]}")
-    log(f"wrote solutions to {target.relative_to(root)}")
+    changed = []
+    for product in products:
+        files = {f"{product.name}.ipynb": product.notebook, f"{product.name}.html": product.html, **product.files}
+        changed += [name for name, data in files.items() if write_if_changed(target / name, data)]
+    log(f"solutions in {target.relative_to(root)}: " + (f"wrote {', '.join(changed)}" if changed else "unchanged"))
 
 
 _PROGRESS_BRACKET = re.compile(r"\s*\[([^\]]*)\]")
@@ -225,11 +429,56 @@ def student_readme(text: str, left_out: List[str]) -> str:
     return "".join(kept)
 
 
-def generate_release(root: Path, masters: List[Master]) -> None:
-    """Real ``nbgrader generate_assignment --force`` with the sqlite gradebook in the course root, on the chosen
-    masters only."""
-    stage_sources(root, masters)
+RELEASE_STAMP = CACHE / "release.json"
+
+
+def release_key(root: Path, staged: Path) -> str:
+    """What nbgrader's release depends on: the staged source folder, the nbgrader configuration, the pinned
+    requirements and the build code."""
+    inputs = {f"staged/{path.relative_to(staged).as_posix()}": sha256_of(path)
+              for path in sorted(staged.rglob("*")) if path.is_file()}
+    for extra in (Path("nbgrader_config.py"), Path("requirements.txt")):
+        inputs[extra.as_posix()] = sha256_of(root / extra) if (root / extra).is_file() else "absent"
+    inputs.update(build_code_digest())
+    inputs["format"] = CACHE_FORMAT
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def release_listing(release: Path) -> Dict[str, str]:
+    """``{file: sha256}`` of what nbgrader put in the release folder (the student tools written after it aside:
+    they follow their own sources on every build)."""
+    tools = {*STUDENT_TOOLS, SUBMISSION_MANIFEST}
+    return {path.relative_to(release).as_posix(): sha256_of(path) for path in sorted(release.rglob("*"))
+            if path.is_file() and path.relative_to(release).as_posix() not in tools}
+
+
+def release_is_current(root: Path, key: str) -> bool:
+    """Whether release/hw_rnn holds what nbgrader made of the staged sources with ``key`` (every file it made,
+    with its bytes, and no other notebook) and the gradebook it wrote is there."""
     release = root / "release" / ASSIGNMENT
+    try:
+        stamp = json.loads((root / RELEASE_STAMP).read_text(encoding="utf-8"))
+        files = dict(stamp["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if stamp.get("key") != key or not (root / "gradebook.db").is_file():
+        return False
+    notebooks = {path.name for path in release.glob("*.ipynb")}
+    if notebooks != {name for name in files if name.endswith(".ipynb") and "/" not in name}:
+        return False
+    return all((release / name).is_file() and sha256_of(release / name) == digest for name, digest in files.items())
+
+
+def generate_release(root: Path, masters: List[Master], force: bool = False) -> None:
+    """Real ``nbgrader generate_assignment --force`` with the sqlite gradebook in the course root, on the chosen
+    masters only; skipped (unless ``force``) when release/hw_rnn already holds its result for these sources."""
+    staged = stage_sources(root, masters)
+    release = root / "release" / ASSIGNMENT
+    key = release_key(root, staged)
+    if not force and release_is_current(root, key):
+        log(f"{release.relative_to(root)} is up to date (nbgrader not run)")
+        return
+    (root / RELEASE_STAMP).unlink(missing_ok=True)
     chosen = {f"{master.name}.ipynb" for master in masters}
     for stale in release.glob("*.ipynb"):  # no notebook of an earlier choice stays behind
         if stale.name not in chosen:
@@ -249,6 +498,8 @@ def generate_release(root: Path, masters: List[Master]) -> None:
         text = notebook_path.read_text(encoding="utf-8")
         if "BEGIN SOLUTION" in text or "BEGIN HIDDEN TESTS" in text:
             raise BuildError(f"{notebook_path.name}: nbgrader left a solution or hidden test in the release")
+    stamp = {"key": key, "files": release_listing(release)}
+    write_if_changed(root / RELEASE_STAMP, (json.dumps(stamp, indent=1, sort_keys=True) + "\n").encode("utf-8"))
     log(f"generated {release.relative_to(root)} with nbgrader")
 
 
@@ -265,7 +516,7 @@ def write_student_tools(root: Path, masters: List[Master]) -> None:
     release = root / "release" / ASSIGNMENT
     package = Path(__file__).resolve().parent
     for target, source in STUDENT_TOOLS.items():
-        (release / target).write_bytes((package / source).read_bytes())
+        write_if_changed(release / target, (package / source).read_bytes())
     recorded = {**golden_files.load(root / "source" / ASSIGNMENT / PUBLIC_GOLDENS),
                 **golden_files.load(root / "build" / "goldens" / "hidden_goldens.json")}
     suites = [suite_files.from_master(master, recorded) for master in masters]
@@ -278,10 +529,13 @@ def write_student_tools(root: Path, masters: List[Master]) -> None:
                       for suite in suites},
         "submit": submit,
     }
-    (release / SUBMISSION_MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    write_if_changed(release / SUBMISSION_MANIFEST, text.encode("utf-8"))
 
 
-def build(root: Path, fast: bool = False) -> None:
+def build(root: Path, fast: bool = False, force: bool = False, jobs: Optional[int] = None) -> None:
+    """The whole build of the course in ``root`` (see the module's docstring); ``force`` ignores the cache; ``jobs``
+    masters are executed at a time (default: one per CPU, at most four)."""
     try:
         masters = read_masters(root / "source" / ASSIGNMENT)  # the instructor's choice (assignment.toml)
     except ValueError as error:
@@ -289,9 +543,10 @@ def build(root: Path, fast: bool = False) -> None:
     if not masters:
         raise BuildError(f"no master notebooks in {root / 'source' / ASSIGNMENT}")
     log(f"notebooks: {', '.join(master.name for master in masters)}")
-    executed = record_goldens(root, masters, fast)
-    write_solutions(root, masters, executed)
-    generate_release(root, masters)
+    products = produce(root, masters, fast, force, jobs or default_jobs())
+    record_goldens(root, masters, products)
+    write_solutions(root, masters, products)
+    generate_release(root, masters, force)
     write_student_tools(root, masters)
     from .grading import bundle
     from .grading.sandbox import make_private
@@ -307,14 +562,16 @@ def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="course directory (default: current)")
     parser.add_argument("--fast", action="store_true", help="shorten training cells (CI)")
+    parser.add_argument("--force", action="store_true", help="execute every master and run nbgrader, cache or not")
+    parser.add_argument("--jobs", type=int, default=None, help="masters executed at a time (default: CPUs, <= 4)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
-        build(args.root.resolve(), fast=args.fast)
+        build(args.root.resolve(), fast=args.fast, force=args.force, jobs=args.jobs)
     except (BuildError, BundleError) as error:
         print(f"[build] FAILED: {error}", file=sys.stderr)
         return 1
-    log(f"done in {time.perf_counter() - started:.0f} s")
+    log(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 
 

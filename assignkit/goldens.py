@@ -38,10 +38,12 @@ def split(goldens: Goldens, masters: Iterable[Master]) -> Tuple[Goldens, Goldens
 
 
 def write(path: Path, goldens: Goldens) -> None:
-    """Write goldens deterministically (sorted keys, fixed layout, trailing newline)."""
+    """Write goldens deterministically (sorted keys, fixed layout, trailing newline); a file that holds them
+    already is left alone."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(goldens, sort_keys=True, indent=1, allow_nan=False)
-    path.write_text(text + "\n", encoding="utf-8")
+    text = json.dumps(goldens, sort_keys=True, indent=1, allow_nan=False) + "\n"
+    if not (path.is_file() and path.read_text(encoding="utf-8") == text):
+        path.write_text(text, encoding="utf-8")
 
 
 def load(path: Path) -> Goldens:

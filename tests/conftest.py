@@ -11,6 +11,7 @@ import re
 import shutil
 import traceback
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 from filelock import FileLock
@@ -18,6 +19,27 @@ from filelock import FileLock
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "source" / "hw_rnn"
 COURSE_PARTS = ("source", "autograder", "nbgrader_config.py", "assignment.toml")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """Make ``--dist loadgroup`` keep each ``xdist_group`` on one worker, as it promises.
+
+    pytest-xdist marks a grouped test by appending ``@<group>`` to its node id in the worker; xdist 3.8 writes that
+    to ``Item._nodeid``, which pytest 9 no longer reads (the id lives in ``Item._id``), so every group was split
+    across the workers and each worker computed the group's module fixtures (a variant build, nbgrader autograde,
+    graded mutants) again. Here the suffix is written where pytest 9 reads it; nothing changes where xdist's own
+    suffix took effect, or without ``--dist loadgroup``."""
+    if not getattr(config.option, "loadgroup", False):  # set in the workers of a loadgroup session only
+        return
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        names = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                        for mark in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(names)
+        if names and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            item._id = coerce_node_id(item.nodeid + suffix)
 
 
 def copy_course(target: Path) -> Path:
@@ -55,6 +77,32 @@ def fast_build(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path
                 raise
             (course / ".built").touch()
     return course
+
+
+@pytest.fixture(scope="session")
+def blank_run(fast_build: Path, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Callable[[str], Any]:
+    """``blank_run("q_written.ipynb")``: that notebook of the fast build's blank release executed top to bottom in
+    a real kernel (``HW_FAST=1``, in the release folder, errors do not stop it), once per session however many
+    tests and workers read it (they get their own copy of the executed notebook)."""
+    import nbformat
+
+    from assignkit.notebooks import execute
+
+    base = tmp_path_factory.getbasetemp()
+    shared = (base if worker_id == "master" else base.parent) / "blank_runs"
+    shared.mkdir(exist_ok=True)
+    release = fast_build / "release" / "hw_rnn"
+
+    def run(name: str) -> Any:
+        saved = shared / name
+        with FileLock(str(shared / f"{name}.lock")):
+            if not saved.is_file():
+                notebook = execute(release / name, cwd=release, env={"HW_FAST": "1"})
+                nbformat.write(notebook, str(shared / f".{name}.tmp"))
+                (shared / f".{name}.tmp").replace(saved)
+        return nbformat.read(str(saved), as_version=4)
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from notebook_grading import grade_notebook
 
 from assignkit.char_lm_bench import notebook_scale
 from assignkit.masters import read_master
-from assignkit.notebooks import cell_errors, execute
+from assignkit.notebooks import cell_errors
 
 NOTEBOOK = "q_char_lm"
 MODEL_FILE = "char_lm.pt"
@@ -189,9 +189,8 @@ def test_clipping_claims_hold_for_other_seeds_and_torchs_clip(monkeypatch):
 # --------------------------------------------------------------------------------------------------
 
 
-def test_blank_release_public_checks_fail_with_clear_messages(fast_build):
-    release = fast_build / "release" / "hw_rnn"
-    errors = cell_errors(execute(release / f"{NOTEBOOK}.ipynb", cwd=release, env={"HW_FAST": "1"}))
+def test_blank_release_public_checks_fail_with_clear_messages(blank_run):
+    errors = cell_errors(blank_run(f"{NOTEBOOK}.ipynb"))
     for grade_id in PUBLIC_CODE_CHECKS:
         assert grade_id in errors, f"{grade_id} did not fail on the blank release"
         assert "not implemented yet" in errors[grade_id][0], errors[grade_id]

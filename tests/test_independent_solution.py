@@ -17,7 +17,7 @@ import pytest
 from grading_fixtures import read_notebook, replace_cell
 from notebook_grading import grade_notebook_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("independent_solution")]  # `graded` once
 
 RNN_LAYER = '''
 class RNNLayer(StepRecorder):

@@ -18,7 +18,9 @@ from notebook_grading import grade_notebook
 
 from assignkit.grading.child import definitions_only
 from assignkit.masters import read_master
-from assignkit.notebooks import cell_errors, execute
+from assignkit.notebooks import cell_errors
+
+pytestmark = pytest.mark.xdist_group("q_rnn_last_name")  # one worker grades the mutants once (module fixture `graded`)
 
 NOTEBOOK = "q_rnn_last_name"
 MODEL_FILE = "surname_model.pt"
@@ -130,10 +132,10 @@ def test_accuracy_golden_holds_the_hidden_labels_and_the_notebooks_scale(fast_bu
 # --------------------------------------------------------------------------------------------------
 
 
-def test_blank_release_public_checks_fail_with_clear_messages(fast_build):
+def test_blank_release_public_checks_fail_with_clear_messages(fast_build, blank_run):
     release = fast_build / "release" / "hw_rnn"
     master = read_master(source_dir(fast_build) / f"{NOTEBOOK}.ipynb")
-    errors = cell_errors(execute(release / f"{NOTEBOOK}.ipynb", cwd=release, env={"HW_FAST": "1"}))
+    errors = cell_errors(blank_run(f"{NOTEBOOK}.ipynb"))
     for grade_id in NOT_IMPLEMENTED_CHECKS:
         assert grade_id in errors, f"{grade_id} did not fail on the blank release"
         assert "not implemented yet" in errors[grade_id][0] and "NotImplementedError" in errors[grade_id][0]

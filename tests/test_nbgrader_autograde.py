@@ -20,6 +20,8 @@ import pytest
 from assignkit.grading.bench import nbgrader_autograded_points as autograded_points
 from assignkit.masters import read_masters
 
+pytestmark = pytest.mark.xdist_group("nbgrader_autograde")  # one worker runs nbgrader autograde once for both tests
+
 
 @pytest.fixture(scope="module")
 def autograded_course(fast_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:

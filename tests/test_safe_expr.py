@@ -273,10 +273,10 @@ MALICIOUS = [
 
 @pytest.mark.parametrize("text", MALICIOUS)
 def test_rejects_code_and_abuse(text: str, no_side_effects: dict[str, list[object]], tmp_path: Path) -> None:
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU time: the bound is on the work done, not on how busy the machine is
     with pytest.raises(AnswerError) as info:
         parse_answer(text, SYMBOLS)
-    assert time.perf_counter() - start < 1.0
+    assert time.thread_time() - start < 1.0
     message = str(info.value)
     assert 0 < len(message) < 120
     assert all(not calls for calls in no_side_effects.values()), no_side_effects
@@ -400,9 +400,9 @@ def test_numeric_check_is_deterministic() -> None:
     ],
 )
 def test_expensive_answers_stay_cheap(answer: str) -> None:
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU time of this thread: a loaded machine stretches wall time, not work
     ok, message = equivalent(answer, "w", SYMBOLS, functions=COMMON_FUNCTIONS)
-    assert time.perf_counter() - start < 2.0
+    assert time.thread_time() - start < 2.0
     assert not ok and message
 
 

@@ -17,6 +17,8 @@ from notebook_grading import grade_notebook
 
 from assignkit.grading.scoring import load_hwcheck
 
+pytestmark = pytest.mark.xdist_group("q_written")  # one worker grades the variants once (module fixture `graded`)
+
 ROOT = Path(__file__).resolve().parents[1]
 TREE_FILE = ROOT / "source" / "hw_rnn" / "data" / "beam_tree.json"
 NOTEBOOK = "q_written"

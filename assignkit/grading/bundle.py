@@ -134,12 +134,15 @@ def build_bundle(root: Path, masters: Sequence[object], output: Path = OUTPUT) -
     """Write ``root/autograder/dist/autograder.zip`` (atomically) and return its path."""
     target = output if output.is_absolute() else root / output
     data = zip_bytes(collect(root, masters))
+    shown = target.relative_to(root) if target.is_relative_to(root) else target
+    if target.is_file() and target.read_bytes() == data:  # a rebuild of the same inputs leaves the zip alone
+        print(f"[build] {shown} is up to date", flush=True)
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     temporary.write_bytes(data)
     os.replace(temporary, target)
-    print(f"[build] wrote {target.relative_to(root) if target.is_relative_to(root) else target} "
-          f"({len(data) // 1024} kB)", flush=True)
+    print(f"[build] wrote {shown} ({len(data) // 1024} kB)", flush=True)
     return target
 
 
