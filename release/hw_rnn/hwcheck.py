@@ -102,9 +102,57 @@ def fast_mode() -> bool:
     return bool(os.environ.get("HW_FAST") or os.environ.get("NBGRADER_EXECUTION"))
 
 
+def short_run() -> bool:
+    """True when the course's tools run the notebook only to check that every cell works: its training loops are
+    then shortened (see :func:`steps`)."""
+    return fast_mode()
+
+
+def steps(full: int, short: int) -> int:
+    """How long a training loop of the notebook runs: ``full`` when you run it; ``short`` when the course's tools
+    run the whole notebook only to check that every cell works (the notebook's given code uses this)."""
+    return short if fast_mode() else full
+
+
+def graded_weights(path: str) -> Optional[str]:
+    """``path`` when this notebook is being graded next to the weights file you submitted (the grader then uses
+    your saved weights and does not train again); ``None`` when you run the notebook yourself."""
+    return path if os.environ.get("NBGRADER_EXECUTION") and Path(path).exists() else None
+
+
 def submitted_file(name: str) -> str:
     """Where the referee finds a submitted file (e.g. ``surname_model.pt``); elsewhere just ``name``."""
     return _submitted.get(name, name) if _mode == "referee" else name
+
+
+TESTED_TORCH = "2.13.0"
+"""The torch release the homework was built and tested with (the release's requirements.txt pins it)."""
+
+
+def torch_note(version: str) -> str:
+    """The set-up cell's line about torch: its version, and a warning when it is not the tested one (Colab, say,
+    comes with its own)."""
+    if version.split("+")[0] == TESTED_TORCH:
+        return f"torch {version}"
+    return (f"torch {version} — note: this homework was tested with torch {TESTED_TORCH}. Everything should work, "
+            "but if a check fails although you are sure of your code, say which torch you use when you ask the "
+            f"course staff (pip install torch=={TESTED_TORCH} gives the tested one).")
+
+
+def typed_value(variable: str, cell: Optional[str] = None, default: Any = None) -> Any:
+    """The literal value the student typed for ``variable`` (e.g. ``STUDENT_ID``): in the referee, read from the
+    submitted notebook file (never run; ``default`` when it cannot be read); elsewhere, the notebook's own value.
+    The answer keys of per-student variants use it to know whose variant to compute."""
+    if _mode == "referee":
+        path = _submitted.get("notebook")
+        try:
+            notebook = json.loads(Path(path).read_text(encoding="utf-8-sig")) if path else None
+            return read_literal_answer(notebook, variable, cell or variable) if notebook is not None else default
+        except (OSError, ValueError, RecursionError):
+            return default
+    import __main__
+
+    return getattr(__main__, variable, default)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -389,23 +437,30 @@ def compare_values(
 
     ``layouts``, ``compare`` and ``hints`` are looked up by the last part of a key (``"case3/all_h"`` ->
     ``"all_h"``). A hint replaces the generic explanation of a mismatch of that value (e.g. "switch recording
-    off before returning" instead of "max abs error 1").
+    off before returning" instead of "max abs error 1"). When a value ``key`` comes with its length
+    (``key + "/length"``) and the length is wrong too, the length's message is the one that explains it: the
+    hint of ``key`` (which assumes the right length) is not shown.
     """
     problems = []
     layouts = layouts or {}
     compare = compare or {}
     hints = hints or {}
+
+    def problem_of(key: str) -> Optional[str]:
+        short = key.rsplit("/", 1)[-1]
+        return compare_value(key, actual[key], expected[key], rtol=rtol, atol=atol, layout=layouts.get(short),
+                             reveal=reveal, spec=compare.get(short))
+
     for key in expected:
         if key not in actual:
             problems.append(f"{key}: no value was produced")
             continue
         short = key.rsplit("/", 1)[-1]
-        problem = compare_value(
-            key, actual[key], expected[key], rtol=rtol, atol=atol, layout=layouts.get(short), reveal=reveal,
-            spec=compare.get(short),
-        )
+        problem = problem_of(key)
         if problem:
-            problems.append(f"{key}: {hints[short]}" if short in hints else problem)
+            length = f"{key}/length"
+            wrong_length = length in expected and length in actual and problem_of(length) is not None
+            problems.append(f"{key}: {hints[short]}" if short in hints and not wrong_length else problem)
     return problems
 
 
@@ -681,6 +736,45 @@ def _raising_function(exc: BaseException) -> str:
     return f"{type(owner).__name__}.{name}" if owner is not None else name
 
 
+def _library_folders() -> Tuple[str, ...]:
+    """Folders whose frames are not the student's: Python's own library, installed packages, this module."""
+    import sysconfig
+
+    folders = {os.path.dirname(os.path.abspath(__file__))}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            folders.add(os.path.abspath(path))
+    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}:
+        folders.add(os.path.join(os.path.abspath(prefix), "lib"))
+    return tuple(sorted(folders))
+
+
+def student_frames(exc: BaseException, limit: int = 3, skip: Any = None) -> List[str]:
+    """Where in the student's own code ``exc`` happened, innermost last: ``["RNNLayer.forward, line 14:
+    h = torch.tanh(x @ self.W_x + h @ self.W_h)"]``. Frames of this module, of torch and of Python's library are
+    left out (they are where the error surfaced, not where the bug is), and so is the code object ``skip`` (the
+    check's own probe)."""
+    import linecache
+
+    library = _library_folders()
+    found = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frame, line = tb.tb_frame, tb.tb_lineno
+        filename = os.path.abspath(frame.f_code.co_filename) if not frame.f_code.co_filename.startswith("<") \
+            else frame.f_code.co_filename
+        if not filename.startswith(library) and frame.f_code is not skip:
+            owner = frame.f_locals.get("self")
+            where = frame.f_code.co_name
+            if owner is not None and where != "<module>":
+                where = f"{type(owner).__name__}.{where}"
+            code = linecache.getline(frame.f_code.co_filename, line).strip()
+            found.append(f"{where}, line {line}" + (f": {code}" if code else ""))
+        tb = tb.tb_next
+    return found[-limit:]
+
+
 def _describe_error(exc: BaseException) -> str:
     if isinstance(exc, NotImplementedError):
         where = _raising_function(exc)
@@ -690,8 +784,44 @@ def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _error_report(exc: BaseException) -> Dict[str, Any]:
-    return {"error": {"type": type(exc).__name__, "message": _describe_error(exc)[:MAX_TEXT]}}
+def _show_failures_briefly() -> None:
+    """In Jupyter, show a failed check as its message only: the frames of this module say nothing about the
+    student's bug (the message names the student's own lines). Other exceptions keep IPython's usual traceback;
+    the cell still fails (nbclient and nbgrader see the error)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or getattr(shell, "_hwcheck_brief_failures", False):
+        return
+
+    def show(shell: Any, kind: type, value: BaseException, tb: Any, tb_offset: Any = None) -> List[str]:
+        lines = [f"\x1b[1;31m{kind.__name__}\x1b[0m: {value}"]
+        shell._showtraceback(kind, value, lines)  # in Jupyter: the cell's error output, which nbclient sees
+        return lines
+
+    shell.set_custom_exc((CheckFailed,), show)
+    shell._hwcheck_brief_failures = True
+
+
+def _error_in_notebook(name: str, report: Mapping[str, Any]) -> CheckFailed:
+    """The notebook's message for a probe that raised: what was raised and the student's lines it went through."""
+    error = report["error"]
+    message = f"{name}: {error['message']}"
+    if error.get("where"):
+        message += "\n  in your code (innermost last):\n" + "\n".join(f"    {line}" for line in error["where"])
+    return CheckFailed(message)
+
+
+def _error_report(exc: BaseException, probe: Any = None) -> Dict[str, Any]:
+    error: Dict[str, Any] = {"type": type(exc).__name__, "message": _describe_error(exc)[:MAX_TEXT]}
+    if _mode == "notebook" and not isinstance(exc, (NotImplementedError, AnswerUnreadable, CheckFailed)):
+        try:
+            error["where"] = [line[:MAX_TEXT] for line in student_frames(exc, skip=getattr(probe, "__code__", None))]
+        except Exception:  # never let the message hide the error
+            pass
+    return {"error": error}
 
 
 def _call(function: Callable[..., Any], seed: Optional[int]) -> Any:
@@ -715,7 +845,7 @@ def _run_probe(name: str, probe: Callable[..., Any], seed: Optional[int], kernel
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a probe that fails is a failed check, whatever it raised
-        return _error_report(exc)
+        return _error_report(exc, probe)
 
 
 def _options(rtol: float, atol: float, layouts: Any, compare: Any, score: Any, hints: Any = None) -> Dict[str, Any]:
@@ -763,10 +893,11 @@ def check(
     if os.environ.get("HWCHECK_RECORD"):
         _record_check(name, probe, reference, seeded, kernels, {**options, **kind})
         return
+    _show_failures_briefly()
     seed = NOTEBOOK_SEED if seeded else None
     report = _run_probe(name, probe, seed, kernels)
     if "error" in report:
-        raise CheckFailed(f"{name}: {report['error']['message']}")
+        raise _error_in_notebook(name, report) from None
     if report.get("kernels"):
         raise CheckFailed(f"{name}: {kernels_message(report['kernels'])}")
     _judge_in_notebook(name, report["values"], options, lambda: _call(reference, seed) if reference else None)
@@ -810,9 +941,10 @@ def answer_check(
         return
     if variable not in caller:
         raise CheckFailed(f"{name}: `{variable}` is not defined: run its answer cell")
+    _show_failures_briefly()
     report = _run_probe(name, lambda: transform(caller[variable]), None, None)
     if "error" in report:
-        raise CheckFailed(f"{name}: {report['error']['message']}")
+        raise _error_in_notebook(name, report) from None
     _judge_in_notebook(name, report["values"], options, lambda: transform(key()))
 
 
