@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import nbclient
 import nbformat
+from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 
 
@@ -59,15 +62,23 @@ class Run:
 async def _execute(run: Run, timeout: int, slots: asyncio.Semaphore) -> Any:
     async with slots:
         notebook = nbformat.read(str(run.path), as_version=4)
+        # The kernel talks over Unix sockets in a folder of its own, not TCP ports: ports chosen free can be taken by
+        # another kernel starting at the same moment ("Address already in use"), as happens with parallel builds.
+        sockets = tempfile.mkdtemp(prefix="hwkernel-")
+        manager = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
         client = nbclient.NotebookClient(
             notebook,
+            km=manager,
             timeout=timeout,
             kernel_name="python3",
             allow_errors=True,
             record_timing=False,  # no per-cell timestamps: rebuilt solutions only differ where outputs do
             resources={"metadata": {"path": str(run.cwd)}},
         )
-        await client.async_execute(env=kernel_environment(run.env))  # the kernel's own environment, not ours
+        try:
+            await client.async_execute(env=kernel_environment(run.env))  # the kernel's own environment, not ours
+        finally:
+            shutil.rmtree(sockets, ignore_errors=True)
         return notebook
 
 
