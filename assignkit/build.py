@@ -246,13 +246,17 @@ def generate_release(root: Path, masters: List[Master]) -> None:
         raise BuildError(f"nbgrader released {released}, not the chosen {[master.name for master in masters]}")
     for notebook_path in sorted(release.glob("*.ipynb")):
         open_scratch_cells(notebook_path)
+        strip_staff_metadata(notebook_path)
         text = notebook_path.read_text(encoding="utf-8")
         if "BEGIN SOLUTION" in text or "BEGIN HIDDEN TESTS" in text:
             raise BuildError(f"{notebook_path.name}: nbgrader left a solution or hidden test in the release")
+        if '"rubric"' in text:
+            raise BuildError(f"{notebook_path.name}: a rubric is left in the release")
     log(f"generated {release.relative_to(root)} with nbgrader")
 
 
-STUDENT_TOOLS = {"hwsubmit.py": "grading/submission.py", "hwcrosscheck.py": "grading/crosscheck.py"}
+STUDENT_TOOLS = {"hwsubmit.py": "grading/submission.py", "hwcrosscheck.py": "grading/crosscheck.py",
+                 "hwwritten.py": "grading/written.py"}
 """The grader's own file rules, copied into the release for check_submission.py (no hidden material in them)."""
 SUBMISSION_MANIFEST = "submission_manifest.json"
 
@@ -277,8 +281,71 @@ def write_student_tools(root: Path, masters: List[Master]) -> None:
                                        "answers": [str(c.spec["variable"]) for c in suite.checks if c.kind == "static"]}
                       for suite in suites},
         "submit": submit,
+        "written": [question.to_json(staff=False) for question in written_questions(masters)],
     }
     (release / SUBMISSION_MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def written_questions(masters: List[Master]) -> List[Any]:
+    """The manually graded questions of the chosen masters in their fixed order (notebooks, then cells), with
+    their rubrics; the build stops when a rubric is missing or does not add up to its question's points."""
+    from .grading import written
+
+    found = []
+    for master in masters:
+        notebook = json.loads(Path(master.path).read_text(encoding="utf-8"))
+        found += written.questions(notebook, f"{master.name}.ipynb")
+    problems = [problem for question in found for problem in written.rubric_problems(question)]
+    if problems:
+        raise BuildError("rubrics of the written questions:\n  " + "\n  ".join(problems))
+    return found
+
+
+def strip_staff_metadata(path: Path) -> None:
+    """Remove the rubrics (they give the answers away) from a release notebook's cells."""
+    from .grading.written import RUBRIC_KEY
+
+    notebook = nbformat.read(str(path), as_version=4)
+    changed = False
+    for cell in notebook.cells:
+        if RUBRIC_KEY in cell.get("metadata", {}):
+            del cell.metadata[RUBRIC_KEY]
+            changed = True
+    if changed:
+        nbformat.write(notebook, str(path))
+
+
+WRITTEN_TEMPLATE = "hw_rnn_written_template.pdf"
+WRITTEN_OUTLINE = "hw_rnn_written_outline.md"
+
+
+def load_hwpdf(root: Path) -> Any:
+    """The course's hwpdf.py (source/hw_rnn), the same module the students' check_submission.py uses."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hwpdf", root / "source" / ASSIGNMENT / "hwpdf.py")
+    if spec is None or spec.loader is None:
+        raise BuildError("source/hw_rnn/hwpdf.py is missing")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_written_template(root: Path, masters: List[Master]) -> None:
+    """The PDF of the blank release's written questions (what an empty submission's PDF looks like) and its
+    outline, question -> page range -> points, for setting up a Gradescope PDF assignment."""
+    hwpdf = load_hwpdf(root)
+    entries = [question.to_json(staff=False) for question in written_questions(masters)]
+    target = root / "solutions" / ASSIGNMENT
+    ranges = hwpdf.write(target / WRITTEN_TEMPLATE, entries, {"name": "", "student_id": ""}, template=True)
+    total = sum(item.points for item in ranges)
+    outline = (f"# Outline of {WRITTEN_TEMPLATE}\n\n"
+               f"{len(ranges)} written questions, {total:g} points. Page 1 is the cover (name, student ID); each "
+               "question starts on a new page, in this order, in the template and in every student's "
+               "hw_rnn_written.pdf (a long answer takes more pages, so a student's page numbers can be later).\n\n"
+               + hwpdf.outline_text(ranges))
+    (target / WRITTEN_OUTLINE).write_text(outline, encoding="utf-8")
+    log(f"wrote {WRITTEN_TEMPLATE} ({len(ranges)} questions) and {WRITTEN_OUTLINE}")
 
 
 def build(root: Path, fast: bool = False) -> None:
@@ -293,6 +360,7 @@ def build(root: Path, fast: bool = False) -> None:
     write_solutions(root, masters, executed)
     generate_release(root, masters)
     write_student_tools(root, masters)
+    write_written_template(root, masters)
     from .grading import bundle
     from .grading.sandbox import make_private
 
