@@ -114,6 +114,7 @@ def write_solutions(root: Path, masters: List[Master], executed: List[object]) -
             os.replace(produced, target / name)
     for master, notebook in zip(masters, executed, strict=True):
         widgets = notebook.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+        notebook.cells = with_rubric_cells(notebook.cells)
         for cell in notebook.cells:
             if cell.cell_type == "code" and "BEGIN HIDDEN TESTS" in cell.source:
                 cell.source = strip_hidden(cell.source).rstrip() + "\n# (hidden checks omitted)"
@@ -129,6 +130,33 @@ def write_solutions(root: Path, masters: List[Master], executed: List[object]) -
         if html.returncode != 0:
             raise BuildError(f"nbconvert failed for {master.name}:\n{html.stderr[-2000:]}")
     log(f"wrote solutions to {target.relative_to(root)}")
+
+
+RUBRIC_CELL_TAG = "rubric"
+
+
+def rubric_markdown(rubric: List[Dict[str, Any]], points: float) -> str:
+    """A rubric as the solutions show it under the model answer."""
+    lines = [f"**Rubric** ({points:g} points):", ""]
+    lines += [f"* {entry['item']} — **{float(entry['points']):g}**" for entry in rubric]
+    return "\n".join(lines)
+
+
+def with_rubric_cells(cells: List[Any]) -> List[Any]:
+    """The cells with a markdown cell (tagged ``rubric``) showing the rubric after each written answer."""
+    from .grading.written import RUBRIC_KEY
+
+    result = []
+    for cell in cells:
+        result.append(cell)
+        rubric = cell.get("metadata", {}).get(RUBRIC_KEY)
+        if cell.cell_type == "markdown" and rubric:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "answer")
+            points = float(cell.metadata.get("nbgrader", {}).get("points", 0))
+            added = nbformat.v4.new_markdown_cell(rubric_markdown(rubric, points), id=f"rubric-{grade_id}"[:64])
+            added.metadata["tags"] = [RUBRIC_CELL_TAG]
+            result.append(added)
+    return result
 
 
 _PROGRESS_BRACKET = re.compile(r"\s*\[([^\]]*)\]")
