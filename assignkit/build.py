@@ -355,6 +355,7 @@ def load_hwpdf(root: Path) -> Any:
     if spec is None or spec.loader is None:
         raise BuildError("source/hw_rnn/hwpdf.py is missing")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
 
