@@ -107,7 +107,7 @@ def answer_cell(notebook: Dict[str, Any], grade_id: str) -> Dict[str, Any]:
 
 
 def marker(grade_id: str) -> str:
-    return f"Answerof{grade_id.replace('_', '')}"
+    return f"Answer-of-{grade_id}-ends"
 
 
 def fill_answers(folder: Path, manifest: Dict[str, Any]) -> Dict[str, str]:
@@ -335,7 +335,7 @@ def test_gradescope_output_has_a_hidden_zero_point_entry_per_written_question(fa
     by_name = {test["name"]: test["output"] for test in staff}
     padding = by_name["4.1 Mini-batches of sequences with different lengths — written answer (staff only, graded by "
                       "hand)"]
-    assert attack[:200] in padding and "shortened: 30,037 characters" in padding
+    assert attack[:200] in padding and f"shortened: {len(attack):,} characters" in padding
     assert "=== RUBRIC (3 points) ===" in padding and "[1] Shape (b, L, m)" in padding
     assert "=== MODEL ANSWER ===" in padding and "**Shape.** One tensor $X$ of shape $(b, L, m)$" in padding
     assert len(padding) <= 8000

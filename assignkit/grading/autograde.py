@@ -147,7 +147,7 @@ def written_staff_text(question: written.Question, answer: written.Answer) -> st
     if answer.status == written.ANSWERED:
         text = answer.text.strip()
         shown = text if len(text) <= MAX_STAFF_ANSWER else \
-            text[:MAX_STAFF_ANSWER] + f"\n… (shortened: {len(text):,} characters in the notebook)"
+            text[:MAX_STAFF_ANSWER] + f"\n… (shortened: {max(answer.length, len(text)):,} characters in the notebook)"
     elif answer.status == written.MISSING:
         shown = f"(no answer: the answer cell {question.grade_id} is not in the submitted {question.notebook})"
     else:

@@ -54,9 +54,10 @@ def page(title: str, body: str) -> str:
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")
 
 
-def pre(text: str, css: str = "") -> str:
-    """Untrusted text as escaped, preformatted text (bounded)."""
-    shown = text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + f"\n… (shortened: {len(text):,} characters)"
+def pre(text: str, css: str = "", length: int = 0) -> str:
+    """Untrusted text as escaped, preformatted text (bounded; ``length``: the whole text's length, if cut before)."""
+    shown = text if len(text) <= MAX_SHOWN else \
+        text[:MAX_SHOWN] + f"\n… (shortened: {max(length, len(text)):,} characters)"
     klass = f' class="{css}"' if css else ""
     return f"<pre{klass}>{html.escape(shown, quote=True)}</pre>"
 
@@ -104,7 +105,7 @@ def question_page(question: written.Question, names: Sequence[str], answers: Map
         parts.append(f'<section><h2 id="{html.escape(re.sub(r"[^A-Za-z0-9_-]", "_", name))}">'
                      f"{html.escape(name)}</h2>")
         if answer.status == written.ANSWERED:
-            parts.append(pre(answer.text))
+            parts.append(pre(answer.text, length=answer.length))
         elif answer.status == written.MISSING:
             parts.append('<p class="empty">no answer: the answer cell or the notebook is missing</p>')
         else:
