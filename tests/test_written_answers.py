@@ -80,7 +80,10 @@ def test_the_release_carries_no_rubric_and_the_solutions_show_every_rubric(fast_
         for question in questions(master, name):
             for item, _ in question.rubric:
                 assert item in shown, (name, item)
-    manifest = json.loads((fast_build / "release" / "hw_rnn" / "submission_manifest.json").read_text())
+    release = fast_build / "release" / "hw_rnn"
+    assert (release / "hwwritten.py").read_bytes() == (ROOT / "assignkit" / "grading" / "written.py").read_bytes()
+    assert "fpdf2==2.8.9" in (release / "requirements.txt").read_text().splitlines()
+    manifest = json.loads((release / "submission_manifest.json").read_text())
     assert len(manifest["written"]) == 25
     assert not any("rubric" in entry or "model_answer" in entry for entry in manifest["written"])
 
