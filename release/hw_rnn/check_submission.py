@@ -69,6 +69,18 @@ def answer_problems(notebook: Dict[str, Any], answers: List[str]) -> Tuple[List[
     return unreadable, empty
 
 
+def notebook_json(found: Any) -> Any:
+    """The notebook as JSON for reading its written answers: what the grader's rules accepted or, when they refuse
+    it (a malformed cell, say), the file's JSON anyway, so the PDF still shows what the student wrote; None when it
+    is missing, too large or not JSON at all."""
+    if found.content is not None or found.path is None:
+        return found.content
+    try:
+        return json.loads(hwsubmit.read_limited(found.path, hwsubmit.SIZE_LIMITS[".ipynb"]).decode("utf-8-sig"))
+    except (OSError, ValueError):
+        return None
+
+
 def written_entries(manifest: Dict[str, Any], contents: Dict[str, Any]) -> List[Dict[str, Any]]:
     """Every written question of the manifest, in its fixed order, with what the student's notebook holds for it
     (``contents``: file name -> notebook JSON, or None when the notebook is missing or unreadable)."""
@@ -170,7 +182,7 @@ def check_all(folder: Path) -> Tuple[List[str], List[str], Dict[str, Path], List
         for note in hwcrosscheck.cross_check(log, submission.files, None):
             (problems if "DISAGREES" in note or "records no sha256" in note else notes).append(note)
     files = {name: found.path for name, found in submission.files.items() if found.usable and found.path}
-    contents = {name: submission.files[name].content for name in manifest["notebooks"]}
+    contents = {name: notebook_json(submission.files[name]) for name in manifest["notebooks"]}
     return problems, notes, files, written_entries(manifest, contents), student_header(manifest, contents)
 
 

@@ -33,11 +33,13 @@ _ENVIRONMENT = re.compile(r"\\(?:begin|end)\{(?:aligned|align\*?|array|gathered|
                           r"(?:\{[^}]*\})?")
 _SIZING = re.compile(r"\\(?:big|Big|bigg|Bigg)[lrm]?(?![a-zA-Z])")
 _UNBRACED = re.compile(r"\\(mathcal|mathbf|mathrm|mathbb|mathit|mathsf|boldsymbol|hat|bar|tilde|vec|dot|ddot|"
-                       r"overrightarrow|overleftarrow|overline|underline|sqrt)\s*([A-Za-z0-9]|\\[A-Za-z]+)")
+                       r"overrightarrow|overleftarrow|overline|underline|sqrt)(?![A-Za-z])\s*([A-Za-z0-9]|\\[A-Za-z]+)")
+_SHORT_FRAC = re.compile(r"\\frac\s*([A-Za-z0-9])\s*([A-Za-z0-9])")
 _REPLACE = ((r"\boldsymbol", r"\mathbf"), (r"\operatorname", r"\mathrm"), (r"\text", r"\mathrm"),
             (r"\tfrac", r"\frac"), (r"\dfrac", r"\frac"),
             (r"\lVert", r"\|"), (r"\rVert", r"\|"), (r"\Vert", r"\|"), (r"\lvert", r"|"), (r"\rvert", r"|"),
-            (r"\coloneqq", r":="), (r"\top", r"T"))
+            (r"\coloneqq", r":="), (r"\top", r"T"), (r"\le", r"\leq"), (r"\ge", r"\geq"), (r"\texttt", r"\mathtt"),
+            (r"\dots", r"\ldots"))
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,10 @@ class _Glyphs:
 def _latex_for_mathtext(latex: str) -> List[str]:
     """The lines of a formula in the dialect matplotlib's mathtext reads (environments and sizing removed)."""
     text = _SIZING.sub("", _ENVIRONMENT.sub("", latex))
-    text = _UNBRACED.sub(lambda m: f"\\{m.group(1)}{{{m.group(2)}}}", text)
+    text = _UNBRACED.sub(lambda m: f"\\{m.group(1)}{{{m.group(2)}}}", text.replace("\n", " "))
     for old, new in _REPLACE:
         text = re.sub(re.escape(old) + r"(?![a-zA-Z])", lambda _m, new=new: new, text)
+    text = _SHORT_FRAC.sub(lambda m: f"\\frac{{{m.group(1)}}}{{{m.group(2)}}}", text)
     lines = [line.replace("&", " ").strip() for line in re.split(r"\\\\", text)]
     return [line for line in lines if line]
 
@@ -176,7 +179,7 @@ class _Writer:
         lines = _latex_for_mathtext(latex)
         images = [self.formula(line, 11) for line in lines]
         if not lines or any(image is None for image in images):
-            self.text_block(latex.strip(), size=8.5, family="Mono", height=4.2)
+            self.text_block(f"$${latex.strip()}$$", size=8.5, family="Mono", height=4.2)
             return
         for png, width, height in images:  # type: ignore[misc]
             scale = min(1.0, self.width / width) if width else 1.0
@@ -192,7 +195,7 @@ class _Writer:
         image = self.formula(lines[0], 10) if len(lines) == 1 else None
         if image is None:
             self.font(9, "", "Mono")
-            self.words(f" {latex}", line)
+            self.words(f" ${latex}$", line)
             self.font(10, style)
             return
         png, width, height = image

@@ -77,10 +77,12 @@ class Question:
 
 @dataclass(frozen=True)
 class Answer:
-    """What a submitted notebook holds for one question: ``status`` is one of STATUSES."""
+    """What a submitted notebook holds for one question: ``status`` is one of STATUSES; ``length`` is the length
+    of the whole answer (``text`` may be cut)."""
 
     status: str
     text: str = ""
+    length: int = 0
 
 
 def cell_text(cell: Mapping[str, Any]) -> str:
@@ -187,12 +189,13 @@ def answer_of(notebook: Any, grade_id: str, limit: Optional[int] = None) -> Answ
         if str(_nbgrader(cell).get("grade_id", "")) != grade_id:
             continue
         text = cell_text(cell)
+        length = len(text)
         if limit is not None and len(text) > limit:
             text = text[:limit]
         stripped = text.strip()
         if not stripped or stripped == UNANSWERED:
             return Answer(EMPTY, "")
-        return Answer(ANSWERED, text)
+        return Answer(ANSWERED, text, length)
     return Answer(MISSING, "")
 
 
