@@ -6,7 +6,7 @@ PY := $(BIN)/python
 INSTALLED := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv release test bench emulate-gradescope data data-check lint grade grade-many clean
+.PHONY: venv release test bench emulate-gradescope data data-check lint grade grade-many merge-grades clean
 
 $(INSTALLED): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ grade: $(INSTALLED)
 grade-many: $(INSTALLED)
 	$(PY) -m assignkit.grading.grade --many $(SUBMISSIONS) --csv $(or $(CSV),grades.csv) -j $(or $(JOBS),2) \
 		$(if $(OUT),--out $(OUT),) $(ARGS)
+
+## make merge-grades [GRADES=grades.csv] [WRITTEN=results/written_answers/written_scores.csv] [FINAL=final_grades.csv]:
+## the filled-in scores of the written answers merged with grade-many's grades into the final table
+merge-grades: $(INSTALLED)
+	$(PY) -m assignkit.grading.byquestion merge --grades $(or $(GRADES),grades.csv) \
+		--written $(or $(WRITTEN),results/written_answers/written_scores.csv) --out $(or $(FINAL),final_grades.csv)
 
 clean:
 	rm -rf build autograder/dist gradebook.db .pytest_cache

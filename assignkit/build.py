@@ -263,6 +263,7 @@ def solution_notebook(notebook: Any, root: Path) -> Any:
     """The executed master as the solutions show it: hidden-test regions removed, progress bars at their end as
     text, and nothing that differs between two runs of the same code (``assignkit.reproducible``)."""
     widgets = notebook.metadata.get("widgets", {}).get(reproducible.WIDGET_STATE, {})
+    notebook.cells = with_rubric_cells(notebook.cells)
     for cell in notebook.cells:
         if cell.cell_type == "code" and "BEGIN HIDDEN TESTS" in cell.source:
             cell.source = strip_hidden(cell.source).rstrip() + "\n# (hidden checks omitted)"
@@ -333,6 +334,33 @@ def write_solutions(root: Path, masters: List[Master], products: List[Product]) 
         files = {f"{product.name}.ipynb": product.notebook, f"{product.name}.html": product.html, **product.files}
         changed += [name for name, data in files.items() if write_if_changed(target / name, data)]
     log(f"solutions in {target.relative_to(root)}: " + (f"wrote {', '.join(changed)}" if changed else "unchanged"))
+
+
+RUBRIC_CELL_TAG = "rubric"
+
+
+def rubric_markdown(rubric: List[Dict[str, Any]], points: float) -> str:
+    """A rubric as the solutions show it under the model answer."""
+    lines = [f"**Rubric** ({points:g} points):", ""]
+    lines += [f"* {entry['item']} — **{float(entry['points']):g}**" for entry in rubric]
+    return "\n".join(lines)
+
+
+def with_rubric_cells(cells: List[Any]) -> List[Any]:
+    """The cells with a markdown cell (tagged ``rubric``) showing the rubric after each written answer."""
+    from .grading.written import RUBRIC_KEY
+
+    result = []
+    for cell in cells:
+        result.append(cell)
+        rubric = cell.get("metadata", {}).get(RUBRIC_KEY)
+        if cell.cell_type == "markdown" and rubric:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "answer")
+            points = float(cell.metadata.get("nbgrader", {}).get("points", 0))
+            added = nbformat.v4.new_markdown_cell(rubric_markdown(rubric, points), id=f"rubric-{grade_id}"[:64])
+            added.metadata["tags"] = [RUBRIC_CELL_TAG]
+            result.append(added)
+    return result
 
 
 _PROGRESS_BRACKET = re.compile(r"\s*\[([^\]]*)\]")
@@ -495,15 +523,19 @@ def generate_release(root: Path, masters: List[Master], force: bool = False) -> 
         raise BuildError(f"nbgrader released {released}, not the chosen {[master.name for master in masters]}")
     for notebook_path in sorted(release.glob("*.ipynb")):
         open_scratch_cells(notebook_path)
+        strip_staff_metadata(notebook_path)
         text = notebook_path.read_text(encoding="utf-8")
         if "BEGIN SOLUTION" in text or "BEGIN HIDDEN TESTS" in text:
             raise BuildError(f"{notebook_path.name}: nbgrader left a solution or hidden test in the release")
+        if '"rubric"' in text:
+            raise BuildError(f"{notebook_path.name}: a rubric is left in the release")
     stamp = {"key": key, "files": release_listing(release)}
     write_if_changed(root / RELEASE_STAMP, (json.dumps(stamp, indent=1, sort_keys=True) + "\n").encode("utf-8"))
     log(f"generated {release.relative_to(root)} with nbgrader")
 
 
-STUDENT_TOOLS = {"hwsubmit.py": "grading/submission.py", "hwcrosscheck.py": "grading/crosscheck.py"}
+STUDENT_TOOLS = {"hwsubmit.py": "grading/submission.py", "hwcrosscheck.py": "grading/crosscheck.py",
+                 "hwwritten.py": "grading/written.py"}
 """The grader's own file rules, copied into the release for check_submission.py (no hidden material in them)."""
 SUBMISSION_MANIFEST = "submission_manifest.json"
 
@@ -528,9 +560,75 @@ def write_student_tools(root: Path, masters: List[Master]) -> None:
                                        "answers": [str(c.spec["variable"]) for c in suite.checks if c.kind == "static"]}
                       for suite in suites},
         "submit": submit,
+        "written": [question.to_json(staff=False) for question in written_questions(masters)],
     }
     text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
     write_if_changed(release / SUBMISSION_MANIFEST, text.encode("utf-8"))
+
+
+def written_questions(masters: List[Master]) -> List[Any]:
+    """The manually graded questions of the chosen masters in their fixed order (notebooks, then cells), with
+    their rubrics; the build stops when a rubric is missing or does not add up to its question's points."""
+    from .grading import written
+
+    found = []
+    for master in masters:
+        notebook = json.loads(Path(master.path).read_text(encoding="utf-8"))
+        found += written.questions(notebook, f"{master.name}.ipynb")
+    problems = [problem for question in found for problem in written.rubric_problems(question)]
+    if problems:
+        raise BuildError("rubrics of the written questions:\n  " + "\n  ".join(problems))
+    return found
+
+
+def strip_staff_metadata(path: Path) -> None:
+    """Remove the rubrics (they give the answers away) from a release notebook's cells."""
+    from .grading.written import RUBRIC_KEY
+
+    notebook = nbformat.read(str(path), as_version=4)
+    changed = False
+    for cell in notebook.cells:
+        if RUBRIC_KEY in cell.get("metadata", {}):
+            del cell.metadata[RUBRIC_KEY]
+            changed = True
+    if changed:
+        nbformat.write(notebook, str(path))
+
+
+WRITTEN_TEMPLATE = "hw_rnn_written_template.pdf"
+WRITTEN_OUTLINE = "hw_rnn_written_outline.md"
+
+
+def load_hwpdf(root: Path) -> Any:
+    """The course's hwpdf.py (source/hw_rnn), the same module the students' check_submission.py uses."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hwpdf", root / "source" / ASSIGNMENT / "hwpdf.py")
+    if spec is None or spec.loader is None:
+        raise BuildError("source/hw_rnn/hwpdf.py is missing")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_written_template(root: Path, masters: List[Master]) -> None:
+    """The PDF of the blank release's written questions (what an empty submission's PDF looks like) and its
+    outline, question -> page range -> points, for setting up a Gradescope PDF assignment."""
+    hwpdf = load_hwpdf(root)
+    entries = [question.to_json(staff=False) for question in written_questions(masters)]
+    target = root / "solutions" / ASSIGNMENT
+    with tempfile_dir(root) as scratch:
+        ranges = hwpdf.write(scratch / WRITTEN_TEMPLATE, entries, {"name": "", "student_id": ""}, template=True)
+        write_if_changed(target / WRITTEN_TEMPLATE, (scratch / WRITTEN_TEMPLATE).read_bytes())
+    total = sum(item.points for item in ranges)
+    outline = (f"# Outline of {WRITTEN_TEMPLATE}\n\n"
+               f"{len(ranges)} written questions, {total:g} points. Page 1 is the cover (name, student ID); each "
+               "question starts on a new page, in this order, in the template and in every student's "
+               "hw_rnn_written.pdf (a long answer takes more pages, so a student's page numbers can be later).\n\n"
+               + hwpdf.outline_text(ranges))
+    changed = write_if_changed(target / WRITTEN_OUTLINE, outline.encode("utf-8"))
+    log(f"{WRITTEN_TEMPLATE} ({len(ranges)} questions) and {WRITTEN_OUTLINE}: {'written' if changed else 'unchanged'}")
 
 
 def build(root: Path, fast: bool = False, force: bool = False, jobs: Optional[int] = None) -> None:
@@ -548,6 +646,7 @@ def build(root: Path, fast: bool = False, force: bool = False, jobs: Optional[in
     write_solutions(root, masters, products)
     generate_release(root, masters, force)
     write_student_tools(root, masters)
+    write_written_template(root, masters)
     from .grading import bundle
     from .grading.sandbox import make_private
 

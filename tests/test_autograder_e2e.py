@@ -107,7 +107,7 @@ def test_solution_scores_full_marks(fast_build: Path, tmp_path: Path, e2e_user: 
             assert check["points"] == check["max_points"], check
     assert results["execution_time"] < 600
     assert "Written answers" in results["output"]
-    assert {t["visibility"] for t in results["tests"]} == {"visible", "after_published"}
+    assert {t["visibility"] for t in results["tests"]} == {"visible", "after_published", "hidden"}
     assert (root / "source").stat().st_mode & 0o777 == 0o700
     assert (root / "results").stat().st_mode & 0o777 == 0o700
     assert_no_secrets(results, course)
@@ -123,7 +123,9 @@ def test_blank_release_scores_zero(fast_build: Path, tmp_path: Path, e2e_user: A
     results = read_results(root)
     assert_valid_results(results)
     assert sum(test["score"] for test in results["tests"]) == 0
-    assert len(results["tests"]) == sum(len(s.checks) for s in grading_fixtures_course(root).suites)
+    staff_only = [test for test in results["tests"] if test["visibility"] == "hidden"]
+    assert len(staff_only) == 25 and all("still YOUR ANSWER HERE" in test["output"] for test in staff_only)
+    assert len(results["tests"]) - len(staff_only) == sum(len(s.checks) for s in grading_fixtures_course(root).suites)
 
 
 def grading_fixtures_course(root: Path) -> Any:

@@ -60,6 +60,9 @@ def test_grade_many_into_a_csv_and_one_folder(fast_build: Path, built_bundle: Pa
     assert float(rows["alice"]["score"]) > 0 and float(rows["carol"]["score"]) == 0
     for name in rows:
         json.loads((tmp_path / "out" / name / "results.json").read_text())
+    views = tmp_path / "out" / "written_answers"  # the written answers by question, and the CSV to fill in
+    assert "written answers by question" in many.stdout and (views / "written_e.html").is_file()
+    assert [row[0] for row in csv.reader((views / "written_scores.csv").open())][2:] == ["alice", "bob", "carol"]
 
     one = subprocess.run([sys.executable, "-m", "assignkit.grading.grade", str(parent / "carol"), "--out",
                           str(tmp_path / "one"), "--bundle", str(built_bundle), *sandbox_args],

@@ -108,8 +108,7 @@ def test_broken_folders_are_explained(fast_build: Path, tmp_path: Path, what: st
     expected = broken(folder, what)
     code, output = run_check(folder)
     assert expected in output, output
-    if what != "computed typed answer":  # an unreadable answer is a warning: the rest can still be submitted
-        assert code == 1 and not (folder / "hw_rnn_submission.zip").exists()
+    assert code == 1 and not (folder / "hw_rnn_submission.zip").exists()  # an unreadable typed answer too: it scores 0
 
 
 def setup_cells(notebook: Dict) -> str:

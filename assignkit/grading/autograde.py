@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from . import crosscheck, identity, results
+from . import crosscheck, identity, results, written
 from .child import __file__ as CHILD_FILE
 from .course import Course, notebook_ids
 from .runner import CheckRun, Limits, NotebookRun, ProbeJob, SandboxUser, peak_rss, run_notebook
@@ -136,6 +136,33 @@ def staff_flags(notebook: Any, limit: int = 10) -> List[str]:
     return flags
 
 
+MAX_STAFF_ANSWER = 5000
+"""Characters of a written answer shown in its staff-only Gradescope entry (the entry holds at most
+``results.MAX_OUTPUT``, with the model answer and the rubric)."""
+
+
+def written_staff_text(question: written.Question, answer: written.Answer) -> str:
+    """What the staff-only entry of a written question says: the student's answer (as plain text, bounded), the
+    model answer and the rubric."""
+    if answer.status == written.ANSWERED:
+        text = answer.text.strip()
+        shown = text if len(text) <= MAX_STAFF_ANSWER else \
+            text[:MAX_STAFF_ANSWER] + f"\n… (shortened: {max(answer.length, len(text)):,} characters in the notebook)"
+    elif answer.status == written.MISSING:
+        shown = f"(no answer: the answer cell {question.grade_id} is not in the submitted {question.notebook})"
+    else:
+        shown = "(no answer: still YOUR ANSWER HERE)"
+    rubric = [f"  [{points:g}] {item}" for item, points in question.rubric]
+    budget = results.MAX_OUTPUT - len(shown) - sum(len(line) + 1 for line in rubric) - 400
+    model = question.model_answer.strip()
+    if len(model) > max(500, budget):
+        model = model[:max(500, budget)].rstrip() + "\n… (the rest is in the solutions)"
+    return "\n".join([f"STAFF ONLY, 0 points: grade {question.label} ({question.points:g} points) by hand.", "",
+                      "=== STUDENT'S ANSWER (plain text, as submitted) ===", shown, "",
+                      f"=== RUBRIC ({question.points:g} points) ===", *rubric, "",
+                      "=== MODEL ANSWER ===", model])
+
+
 def cell_label(notebook: Any, index: int) -> str:
     """``code cell 6 ("class RNNLayer(...")``: 1-based among code cells, with its first line."""
     code = [c for c in notebook.get("cells", []) if isinstance(c, dict) and c.get("cell_type") == "code"]
@@ -185,6 +212,7 @@ class Grading:
         self.misconfigured = ""  # set when the sandbox or the referee cannot even start: a staff problem
         self.preflight_problem: Optional[str] = None  # None: not checked yet; "": the sandbox starts fine
         self.scratch: Optional[Scratch] = None
+        self._written: Dict[str, List[written.Question]] = {}
         for suite in course.suites:
             for check in suite.checks:
                 self.checks[check.grade_id] = CheckResult(check.grade_id, suite.name, 0.0, check.points, check.hidden,
@@ -520,7 +548,32 @@ class Grading:
                 result = self.checks[check.grade_id]
                 tests.append(results.gradescope_test(check.title, result.points, result.max_points, result.message,
                                                      check.hidden, [suite.filename], redact, result.passed))
+        tests += self.written_tests()
         return results.gradescope_results(tests, self.summary(), self.elapsed(), redact)
+
+    def written_questions(self, suite: Suite) -> List[written.Question]:
+        """The written questions of a suite, read from its master (trusted, in the bundle); none if unreadable."""
+        if suite.name not in self._written:
+            try:
+                master = json.loads(self.course.master_path(suite).read_text(encoding="utf-8"))
+                self._written[suite.name] = written.questions(master, suite.filename)
+            except (OSError, ValueError):
+                self._written[suite.name] = []
+        return self._written[suite.name]
+
+    def written_tests(self) -> List[Dict[str, Any]]:
+        """One staff-only 0-point entry per written question: the student's answer, the model answer, the rubric."""
+        tests = []
+        for suite in self.course.suites:
+            found = self.submission.files.get(suite.filename) if self.submission is not None else None
+            notebook = found.content if found is not None else None
+            for question in self.written_questions(suite):
+                answer = written.answer_of(notebook, question.grade_id, limit=4 * MAX_STAFF_ANSWER) \
+                    if notebook is not None else written.Answer(written.MISSING)
+                tests.append(results.staff_only_test(f"{question.label} — written answer (staff only, graded by "
+                                                     "hand)", written_staff_text(question, answer),
+                                                     [suite.filename, "written"]))
+        return tests
 
     def staff_log(self) -> Dict[str, Any]:
         """submission_log.json: every check with points, status, message and duration, and the context."""

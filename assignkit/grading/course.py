@@ -31,7 +31,7 @@ RUNTIME_MODULES = ("hwcheck.py", "safe_expr.py", "variants.py")
 PUBLIC_GOLDENS = "public_goldens.json"
 HIDDEN_GOLDENS = "hidden_goldens.json"
 STUDENT_ONLY = {"check_submission.py", "hwsubmit.py", "hwcrosscheck.py", "submission_manifest.json", "README.md",
-                "requirements.txt"}
+                "requirements.txt", "hwwritten.py", "hwpdf.py", "hw_rnn_written.pdf", "hw_rnn_submission.zip"}
 """Release files for the student's own use, not data a notebook reads: the grader does not copy them anywhere."""
 NOT_PUBLIC_DATA = {*RUNTIME_MODULES, PUBLIC_GOLDENS, *STUDENT_ONLY}
 SKIPPED_DIRS = {".ipynb_checkpoints", "__pycache__"}

@@ -7,7 +7,8 @@ The goldens and suites come from the repository after ``make release`` (``--cour
 repository) or from a built bundle (``--bundle autograder/dist/autograder.zip`` or its unzipped folder).
 With ``--many`` every subfolder of SUBMISSIONS_PARENT is one submission; they are graded in parallel
 (``-j``, default: all cores, at most one per submission) and each gets RESULTS_PARENT/<name>/results.json and
-submission_log.json.
+submission_log.json; RESULTS_PARENT/written_answers/ gets one HTML page per written question (every student's
+answer, the model answer, the rubric) and written_scores.csv to fill in (``byquestion.py`` merges it).
 
 The sandbox (run as root, e.g. ``sudo .venv/bin/python -m assignkit.grading.grade ...``): student code runs as an
 unprivileged account, as on Gradescope. Every parallel grading has an account of its own, so that gradings can
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .autograde import Grading, grade_submission, scores_row
+from .byquestion import WRITTEN_CSV, write_views
 from .course import Course
 from .identity import normalise, read_roster
 from .runner import SandboxUser
@@ -180,6 +182,11 @@ def grade_many(parent: Path, out_parent: Path, course: Course, options: Dict[str
                 print(f"{name}: {row['score']:g} / {row['max_score']:g}{as_whom}", flush=True)
                 rows.append((name, row))
     write_csv(csv_path, rows, course)
+    try:  # the written answers, by question, for the staff (read as JSON, never run)
+        views = write_views(parent, course, out_parent / "written_answers")
+        print(f"written answers by question: {views / 'index.html'} (scores go in {views / WRITTEN_CSV})")
+    except (OSError, ValueError) as error:
+        print(f"could not write the written answers by question: {error}", file=sys.stderr)
     return rows
 
 

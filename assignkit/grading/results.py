@@ -74,6 +74,22 @@ def gradescope_test(name: str, score: float, max_score: float, output: str, hidd
     }
 
 
+def staff_only_test(name: str, output: str, tags: List[str]) -> Dict[str, Any]:
+    """A 0-point entry for the staff only (Gradescope's ``hidden`` visibility: students never see it): used to
+    show a written answer next to its model answer and rubric while the staff grade it by hand. Plain text, so
+    nothing in a student's answer is rendered."""
+    return {
+        "name": name,
+        "score": 0,
+        "max_score": 0,
+        "status": "passed",
+        "output": clip(output),
+        "output_format": "text",
+        "tags": tags,
+        "visibility": "hidden",
+    }
+
+
 def gradescope_results(tests: List[Dict[str, Any]], output: str, execution_time: float,
                        redact: Callable[[str], str]) -> Dict[str, Any]:
     """The whole results.json; the total is left to Gradescope (the sum of the tests)."""
@@ -90,5 +106,7 @@ def check_outputs(results: Mapping[str, Any]) -> List[str]:
     """Every text of a results.json that a student can see (for tests and audits)."""
     texts = [str(results.get("output", ""))]
     for test in results.get("tests", []):
+        if test.get("visibility") == "hidden":  # staff only: never shown to the student
+            continue
         texts.extend([str(test.get("name", "")), str(test.get("output", ""))])
     return texts
