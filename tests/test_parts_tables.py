@@ -34,8 +34,9 @@ def expand(label: str) -> Set[str]:
 
 
 def table(notebook: Dict) -> Dict[frozenset, float]:
-    """``{parts: points}`` of the first cell's table (rows whose points are "not graded" are 0)."""
-    text = "".join(notebook["cells"][0]["source"])
+    """``{parts: points}`` of the parts table (the first markdown cell that has one; rows whose points are "not
+    graded" are 0)."""
+    text = next(text for text in ("".join(cell["source"]) for cell in notebook["cells"]) if "| Part |" in text)
     lines = [line for line in text.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     column = header.index("Points")
