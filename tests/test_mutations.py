@@ -304,3 +304,41 @@ def test_every_grading_sees_the_bug(masters, references, bug):
     escaped = [seed for seed, fraction, _ in outcomes if fraction > 0]
     assert escaped == [], f"{check} gave points to '{bug}' on seeds {escaped}"
     assert all(problem for _, _, problem in outcomes), "a failed check explains itself"
+
+
+INDEPENDENT_PARTS = {  # hidden check: (notebook, solution cell, its independent code in test_independent_solution)
+    "test_rnn_layer_hidden": ("q_rnn_and_grad", "rnn_layer", "RNN_LAYER"),
+    "test_lstm_layer_hidden": ("q_rnn_and_grad", "lstm_layer", "LSTM_LAYER"),
+    "test_stacked_rnn_hidden": ("q_rnn_and_grad", "stacked_rnn", "STACKED_RNN"),
+    "test_stacked_lstm_hidden": ("q_rnn_and_grad", "stacked_lstm", "STACKED_LSTM"),
+    "test_gru_layer_hidden": ("q_char_lm", "gru_layer", "GRU_LAYER"),
+    "test_beam_decode_hidden": ("q_char_lm", "beam_decode", "BEAM_DECODE"),
+}
+INDEPENDENT_BUGS = {  # hidden check: a plausible bug written into the independent implementation
+    "test_rnn_layer_hidden": ("            self.record_step(h)\n", ""),
+    "test_lstm_layer_hidden": ("            self.record_step(h)\n", ""),
+    "test_gru_layer_hidden": ("            self.record_step(h)\n", ""),
+    "test_stacked_lstm_hidden": ("initial = (hc0[0][k], hc0[1][k]) if hc0 is not None else None",
+                                 "initial = (hc0[0][k], hc0[1][k]) if hc0 is not None and k == 0 else None"),
+    "test_beam_decode_hidden": ("live = heapq.nlargest(k, pool, key=lambda item: item[0])",
+                                "ended = [(s, None) for s, _ in done]\n"
+                                "            live = heapq.nlargest(k, pool + ended, key=lambda item: item[0])\n"
+                                "            live = [(s, p) for s, p in live if p is not None]"),
+}
+
+
+@pytest.mark.parametrize("check", sorted(INDEPENDENT_PARTS))
+def test_an_independent_implementation_passes_on_every_seed_and_its_bug_on_none(masters, references, check):
+    import test_independent_solution as independent
+
+    notebook, grade_id, name = INDEPENDENT_PARTS[check]
+    cell = next("".join(c["source"]) for c in master_cells(notebook)
+                if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id)
+    code = getattr(independent, name)
+    honest = sweep(masters, notebook, {grade_id: [(cell, code)]}, check, references[notebook])
+    assert [outcome for outcome in honest if outcome[1] < 1] == []
+    if check in INDEPENDENT_BUGS:
+        old, new = INDEPENDENT_BUGS[check]
+        assert old in code
+        buggy = sweep(masters, notebook, {grade_id: [(cell, code.replace(old, new))]}, check, references[notebook])
+        assert [seed for seed, fraction, _ in buggy if fraction > 0] == []
