@@ -51,7 +51,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_AUTOGRADER = PACKAGE_DIR.parents[1] / "autograder"
 SCRIPTS = ("setup.sh", "run_autograder", "create_sandbox_user.sh", "requirements.txt")
 EXECUTABLE = {"setup.sh", "run_autograder", "create_sandbox_user.sh"}
-GRADER_MODULES = ("__init__", "autograde", "child", "course", "crosscheck", "grade", "gradescope", "landlock",
+GRADER_MODULES = ("__init__", "autograde", "child", "course", "crosscheck", "flags", "grade", "gradescope", "landlock",
                   "redact", "results", "runner", "sandbox", "scoring", "scratch", "seeds", "startup", "submission",
                   "suites", "titles")
 PACKAGE_INIT = b'"""The grading runtime of the RNN homework (shipped inside the Gradescope bundle)."""\n'
