@@ -154,3 +154,11 @@ def test_hostile_cells_do_not_stop_the_flags(source):
     notebook = insert_cell(solution_of("q_rnn_and_grad"), "setup", source)
     found = staff_flags(notebook, master("q_rnn_and_grad"))
     assert all(isinstance(flag, str) for flag in found)
+
+
+def test_a_flood_of_code_is_read_only_up_to_a_bound():
+    notebook = solution_of("q_rnn_and_grad")
+    for _ in range(8):
+        notebook = insert_cell(notebook, "setup", "x = 1\n" * 30000)
+    found = staff_flags(notebook, master("q_rnn_and_grad"))
+    assert found and "not read" in found[-1]

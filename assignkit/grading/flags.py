@@ -53,6 +53,9 @@ MAGIC_LINE = re.compile(r"^\s*[%!]")
 SOLUTION_BEGIN, SOLUTION_END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 MAX_CELL_CHARS = 200_000
+MAX_NOTEBOOK_CHARS = 600_000
+"""Code read per notebook (the released notebooks hold about 100,000 characters): parsing is not free, and the
+grader's time belongs to the grading."""
 MAX_NOTES_PER_CELL = 6
 
 
@@ -240,7 +243,7 @@ def cell_findings(source: str, changed: Set[int], check_names: Set[str]) -> List
     if not changed:
         return []
     try:
-        tree = ast.parse(_without_magics(source[:MAX_CELL_CHARS]))
+        tree = ast.parse(_without_magics(source))
     except SyntaxError:
         return []  # the cell does not run either
     except (ValueError, RecursionError, MemoryError):
@@ -267,11 +270,17 @@ def staff_flags(notebook: Any, master: Any = None, limit: int = 10) -> List[str]
     """``code cell 9: exec, getattr(torch, <computed name>)`` for each code cell whose added or changed code is
     flagged; ``master`` is the master notebook (parsed JSON) the release was built from (None: all code counts)."""
     release = Release(master or {})
-    flags = []
+    flags: List[str] = []
+    budget = MAX_NOTEBOOK_CHARS
     for index, cell in enumerate(_code_cells(notebook)):
         if _is_check(cell):
             continue  # the master's own check cells (the grader runs its copies, not these)
-        source = _text(cell.get("source", ""))
+        source = _text(cell.get("source", ""))[:MAX_CELL_CHARS]
+        budget -= len(source)
+        if budget < 0:
+            flags.append(f"code cell {index + 1} and after: not read (more than {MAX_NOTEBOOK_CHARS:,} characters "
+                         "of code in the notebook)")
+            break
         lines = source.splitlines()
         changed = release.changed_lines(cell, lines) if master else set(range(1, len(lines) + 1))
         found = cell_findings(source, changed, release.check_names)
