@@ -173,6 +173,12 @@ SWEPT = {  # bug: (notebook, solution cell, [(old, new)], hidden check)
                                           "test_rnn_layer_hidden"),
     "LSTM layer never calls record_step": ("q_rnn_and_grad", "lstm_layer", [(RECORD_STEP_GONE, "")],
                                            "test_lstm_layer_hidden"),
+    "RNN layer records detached states": ("q_rnn_and_grad", "rnn_layer", [(
+        "self.record_step(h)", "self.record_step(h.detach())")], "test_rnn_layer_hidden"),
+    "LSTM layer records copies of its states": ("q_rnn_and_grad", "lstm_layer", [(
+        "self.record_step(h)", "self.record_step(h.clone())")], "test_lstm_layer_hidden"),
+    "GRU layer records detached states": ("q_char_lm", "gru_layer", [(
+        "self.record_step(h)", "self.record_step(h.detach())")], "test_gru_layer_hidden"),
     "GRU layer never calls record_step": ("q_char_lm", "gru_layer", [(RECORD_STEP_GONE, "")],
                                           "test_gru_layer_hidden"),
     "RNN layer through torch.nn.RNN": ("q_rnn_and_grad", "rnn_layer", [("### BEGIN SOLUTION\n",
