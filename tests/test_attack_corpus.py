@@ -886,11 +886,13 @@ UNTRACED = "import re, hwcheck\nhwcheck.RECURRENT_KERNELS = re.compile('(?!)')\n
 
 
 def test_deliberately_hidden_delegation_is_flagged_for_the_staff(tmp_path, notebooks, course, account):
-    """The kernel trace runs in the student's own process, so code written to defeat it can; such code is in the
-    notebook, and the staff log (and the grade-many CSV) flag the texts it needs, for a person to review."""
+    """The kernel trace runs in the student's own process, so code written to defeat it can; the hidden check still
+    fails on values (activations no torch kernel has), and the staff log (and the grade-many CSV) flag what the
+    student's code does, for a person to review."""
     notebook = insert_cell(replace_cell(notebooks[f"blank/{RNN_NB}"], "rnn_layer", HIDDEN_DELEGATION), "setup",
                            UNTRACED)
     grading, results, log = grade(tmp_path, {RNN_NB: notebook}, account, course)
+    assert grading.checks["test_rnn_layer_hidden"].points == 0, grading.checks["test_rnn_layer_hidden"].message
     flags = " ".join(log["notebooks"]["q_rnn_and_grad"]["staff_flags"])
     for text in ("DisableTorchFunction", "getattr(torch", "RECURRENT_KERNELS"):
         assert text in flags, flags
@@ -996,3 +998,145 @@ def test_round_two_attacks_cost_only_their_own_cells(tmp_path, notebooks, course
     if attack == "memory across processes":  # the sandbox may start no process (seccomp, x86-64); else the watchdog
         assert ("used more memory than a notebook may" in results["output"]
                 or "Operation not permitted" in results["output"]), results["output"][:3000]
+
+
+# -- 12. every trace switched off: the layers' points still need the layers ---------------------------------------
+# The kernel traces run in the student's process, so a cell can switch them off (here by rebinding hwcheck's kernel
+# pattern through the module's __dict__, with the name assembled at run time). What keeps the points of 1.A, 1.H and
+# 4.A for the work is that their hidden checks use activations no torch kernel has: a delegating layer fails on
+# values. Each class of re-spelling is also flagged for the staff, in the cell where it was written.
+
+UNTRACE_BY_DICT = (
+    "import re\n"
+    "hwcheck.__dict__['RECURRENT' + '_KERNELS'] = re.compile('(?!)')  # matches no kernel name: both traces blind\n"
+)
+RUN_TIME_NAMES = delegating_layer("", r"""
+        kind = "relu" if self.nonlinearity is torch.relu else "tanh"
+        kernel = getattr(torch, "rnn" + "_" + kind)
+        all_h, last = kernel(x, x.new_zeros(1, x.shape[0], self.hidden_size),
+                             [self.W_x, self.W_h, self.b, torch.zeros_like(self.b)], True, 1, 0.0, False, False, True)
+"""[1:])
+ENCODED_LSTM = r'''
+class LSTMLayer(StepRecorder):
+    GATES = ("f", "i", "o", "g")
+
+    def __init__(self, input_size, hidden_size, activation=torch.tanh, recurrent_activation=torch.sigmoid):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.U = nn.Parameter(torch.empty(input_size, 4 * hidden_size))
+        self.W = nn.Parameter(torch.empty(hidden_size, 4 * hidden_size))
+        self.b = nn.Parameter(torch.empty(4 * hidden_size))
+
+    def forward(self, x, hc0=None):
+        size = self.hidden_size
+        order = torch.cat([torch.arange(size, 2 * size), torch.arange(size), torch.arange(3 * size, 4 * size),
+                           torch.arange(2 * size, 3 * size)])  # torch's blocks are i, f, g, o
+        h0 = x.new_zeros(1, x.shape[0], size) if hc0 is None else hc0[0][None]
+        c0 = x.new_zeros(1, x.shape[0], size) if hc0 is None else hc0[1][None]
+        weights = [self.U[:, order].T, self.W[:, order].T, self.b[order], torch.zeros_like(self.b)]
+        all_h, h, c = torch.lstm(x, (h0, c0), weights, True, 1, 0.0, False, False, True)
+        for t in range(all_h.shape[1]):
+            self.record_step(all_h[:, t])
+        return all_h, (h[0], c[0])
+'''
+ENCODED_EXEC = f"import base64\nexec(base64.b64decode({base64.b64encode(ENCODED_LSTM.encode()).decode()!r}).decode())\n"
+FULLWIDTH_GRU = (  # inside the released GRULayer cell, under its own docstring: nn.ＧＲＵ is nn.GRU to Python
+    "        gru = nn.\uff27\uff32\uff35(self.input_size, self.hidden_size, batch_first=True).to(x.dtype)\n"
+    "        weights = {'weight_ih_l0': self.U.T, 'weight_hh_l0': self.W.T, 'bias_ih_l0': self.b_x,"
+    " 'bias_hh_l0': self.b_h}\n"
+    "        out, last = torch.func.functional_call(gru, weights, (x, None if h0 is None else h0[None]))\n"
+    "        for t in range(out.shape[1]):\n"
+    "            self.record_step(out[:, t])\n"
+    "        return out, last[0]\n"
+)
+BLIND_GUARD = r'''
+class Blind:
+    """Stands in for the public check's clipping guard: watches nothing."""
+
+    called = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def clip_grad_norm(parameters, max_norm):
+    global NoTorchClipping
+    NoTorchClipping = Blind  # the guard is a global of the public check cell, which ran before this call
+    parameters = [p for p in parameters if p.grad is not None]
+    return torch.nn.utils.clip_grad_norm_(parameters, max_norm) if parameters else torch.tensor(0.0)
+'''
+
+
+@pytest.fixture(scope="module")
+def untraced(notebooks: Dict[str, Dict[str, Any]], course: Any, account: Any, tmp_path_factory: Any) -> Dict[str, Any]:
+    """Two gradings: q_rnn_and_grad with the RNN and LSTM layers delegated, q_char_lm with the GRU layer delegated
+    and the clipping guard rebound; every other part is the staff's solution; the traces switched off in both."""
+    rnn = replace_cell(notebooks[f"solution/{RNN_NB}"], "rnn_layer", RUN_TIME_NAMES)
+    rnn = insert_cell(replace_cell(rnn, "lstm_layer", ENCODED_EXEC), "setup", UNTRACE_BY_DICT)
+    char_lm = notebooks[f"solution/{CHAR_LM_NB}"]
+    cell = char_lm["cells"][grading_fixtures.cell_index(char_lm, "gru_layer")]
+    source = grading_fixtures.source_of(cell)
+    char_lm = replace_cell(char_lm, "gru_layer", source.replace("        ### BEGIN SOLUTION\n",
+                                                                "        ### BEGIN SOLUTION\n" + FULLWIDTH_GRU, 1))
+    char_lm = insert_cell(replace_cell(char_lm, "clip_grad_norm", BLIND_GUARD), "setup", UNTRACE_BY_DICT)
+    outcomes = {}
+    for name, notebook in ((RNN_NB, rnn), (CHAR_LM_NB, char_lm)):
+        grading, _, log = grade(tmp_path_factory.mktemp("untraced"), {name: notebook}, account, course)
+        outcomes[name] = (grading, log["notebooks"][name.removesuffix(".ipynb")]["staff_flags"])
+    return outcomes
+
+
+def flagged(flags: List[str], text: str) -> bool:
+    return any(text in flag for flag in flags)
+
+
+def test_names_assembled_at_run_time_earn_nothing(untraced):
+    grading, flags = untraced[RNN_NB]
+    hidden = grading.checks["test_rnn_layer_hidden"]
+    assert hidden.points == 0 and "all_h" in hidden.message, hidden.message  # on values, not on a trace
+    public = grading.checks["test_rnn_layer_public"].message  # tanh and a blind trace: its values are right
+    assert "all_h" not in public and "recorded_keep_gradients" in public, public  # (it records slices: feedback)
+    assert flagged(flags, "getattr(torch, <computed name>)"), flags
+
+
+def test_encoded_exec_earns_nothing(untraced):
+    grading, flags = untraced[RNN_NB]
+    hidden = grading.checks["test_lstm_layer_hidden"]
+    assert hidden.points == 0 and "all_h" in hidden.message, hidden.message
+    assert flagged(flags, "exec"), flags
+
+
+def test_a_module_global_rebound_through_its_dict_earns_nothing(untraced):
+    grading, flags = untraced[RNN_NB]
+    for name in ("test_rnn_layer_hidden", "test_lstm_layer_hidden"):
+        assert grading.checks[name].points == 0
+    for name in ("test_stacked_rnn_hidden", "test_stacked_lstm_hidden", "test_loss_fn_hidden",
+                 "test_regression_model_hidden"):  # the honest parts keep their points
+        assert grading.checks[name].passed, grading.checks[name].message
+    assert flagged(flags, "hwcheck.__dict__"), flags
+
+
+def test_normalised_identifiers_inside_the_released_cell_earn_nothing(untraced):
+    grading, flags = untraced[CHAR_LM_NB]
+    hidden = grading.checks["test_gru_layer_hidden"]
+    assert hidden.points == 0 and "all_h" in hidden.message, hidden.message
+    public = grading.checks["test_gru_layer_public"].message  # default activations, blind trace: right values
+    assert "all_h" not in public and "recorded_keep_gradients" in public, public
+    gru_flags = [flag for flag in flags if "nn.GRU" in flag]
+    assert len(gru_flags) == 1 and "functional_call" in gru_flags[0], flags
+    for name in ("test_char_lm_hidden", "test_sample_hidden", "test_beam_decode_hidden"):
+        assert grading.checks[name].passed, grading.checks[name].message
+
+
+def test_a_guard_rebound_from_an_earlier_cell_is_flagged_and_the_clipping_points_are_the_documented_residual(
+        untraced):
+    """No values tell a hand-written global-norm clip from torch's clip_grad_norm_ (any clip of that kind can be
+    had from torch's function with an adjusted max_norm), so 4.C's 3 points are the residual README names; the
+    guard that lived in the student's namespace is no defence, and the staff flags show what was done."""
+    grading, flags = untraced[CHAR_LM_NB]
+    assert grading.checks["test_clip_grad_norm_hidden"].points == 3
+    assert flagged(flags, "global NoTorchClipping") and flagged(flags, "rebinds NoTorchClipping"), flags
+    assert flagged(flags, "clip_grad_norm_"), flags

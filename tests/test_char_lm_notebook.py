@@ -203,10 +203,11 @@ def test_blank_release_public_checks_fail_with_clear_messages(blank_run):
 
 SOLUTION_CELLS = ("gru_layer", "clip_grad_norm", "char_lm", "sample", "beam_decode")
 MUTANTS: Dict[str, Dict[str, List[tuple]]] = {
-    "GRU gates in the order z, r": {"gru_layer": [("r, z = torch.sigmoid", "z, r = torch.sigmoid")]},
+    "GRU gates in the order z, r": {"gru_layer": [("r, z = self.recurrent_activation",
+                                                    "z, r = self.recurrent_activation")]},
     "GRU reset gate outside the recurrent bias": {"gru_layer": [(
-        "n = torch.tanh(inputs[t, :, 2 * size :] + r * recurrent[:, 2 * size :])",
-        "n = torch.tanh(inputs[t, :, 2 * size :] + r * (recurrent[:, 2 * size :] - self.b_h[2 * size :])"
+        "n = self.activation(inputs[t, :, 2 * size :] + r * recurrent[:, 2 * size :])",
+        "n = self.activation(inputs[t, :, 2 * size :] + r * (recurrent[:, 2 * size :] - self.b_h[2 * size :])"
         " + self.b_h[2 * size :])")]},
     "GRU interpolation the wrong way round": {"gru_layer": [("h = n + z * (h - n)", "h = h + z * (n - h)")]},
     "GRU ignores h0": {"gru_layer": [("h = x.new_zeros(batch_size, size) if h0 is None else h0",

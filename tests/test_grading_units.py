@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -346,3 +347,63 @@ def test_a_report_cannot_borrow_the_graders_own_error_wording():
         assert "internal grading error" not in _error_message(kept["error"], hidden=True)
     kept = sandbox_report({"error": {"type": "RuntimeError", "message": "mat1 and mat2"}})
     assert kept["error"]["type"] == "RuntimeError"
+
+
+def hostile_values(rng: Any, depth: int = 0) -> Any:
+    """A random JSON value of the kinds a hostile log holds: every type, huge and non-finite numbers, nesting."""
+    kind = rng.randrange(9 if depth < 6 else 6)
+    if kind == 0:
+        return rng.choice([10**400, -(10**399), 2**64, 1e308, -1e308, float("nan"), float("inf"), -0.0, 0, 99, 100.5])
+    if kind == 1:
+        return rng.choice(["", "ab" * 32, "AB" * 32 + " ", "nan", "1e999", "\u0000", "\U0001f600" * 50])
+    if kind == 2:
+        return rng.choice([None, True, False])
+    if kind in (3, 4, 5):
+        return rng.uniform(-1e6, 1e6)
+    if kind in (6, 7):
+        keys = ["accuracy", "public_test_accuracy", "sha256", "model_sha256", "weights", "acc", "", "x" * 300]
+        size = rng.randrange(5)
+        return {rng.choice(keys) + str(rng.randrange(3)): hostile_values(rng, depth + 1) for _ in range(size)}
+    return [hostile_values(rng, depth + 1) for _ in range(rng.randrange(5))]
+
+
+HOSTILE_LOGS = {
+    "a huge integer accuracy": b'{"public_test_accuracy": 1' + b"0" * 400 + b"}",
+    "a huge integer in a list of accuracies": b'{"test_accuracy": [0.5, -1' + b"0" * 1000 + b"]}",
+    "an integer past Python's digit limit": b'{"accuracy": ' + b"9" * 5000 + b"}",
+    "non-finite numbers": b'{"accuracy": NaN, "eval_acc": Infinity, "val_acc": -Infinity, "sha256": 1e999}',
+    "deep nesting": b'{"a": ' * 5000 + b"1" + b"}" * 5000,
+    "deep lists": b"[" * 90000 + b"]" * 90000,
+    "a bare number": b"1" + b"0" * 4000,
+    "wrong types everywhere": b'{"weights": [1, {"sha256": ["ab"]}], "model": {"sha256": 5}, "accuracy": {"x": "y"}}',
+    "not UTF-8": b'{"accuracy": "\xff\xfe"}',
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_LOGS))
+def test_a_hostile_log_never_ends_the_grading(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "submission_log.json"
+    path.write_bytes(HOSTILE_LOGS[case])
+    log = submission.inspect_file(submission.SubmittedFile("submission_log.json", path=path))
+    model = found("surname_model.pt", sha="cd" * 32)
+    notes = crosscheck.cross_check(log, {"surname_model.pt": model}, measured_accuracy=0.5)
+    assert notes and all(isinstance(note, str) for note in notes)
+    assert not any("claims an accuracy" in note for note in notes), notes  # none of these is a readable accuracy
+
+
+def test_random_hostile_logs_never_end_the_grading(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(14)
+    model = found("surname_model.pt", sha="ab" * 32)
+    for index in range(300):
+        value = hostile_values(rng)
+        path = tmp_path / f"log{index}.json"
+        path.write_text(json.dumps(value), encoding="utf-8")
+        log = submission.inspect_file(submission.SubmittedFile("submission_log.json", path=path))
+        for measured in (None, 0.0, 0.8):
+            notes = crosscheck.cross_check(log, {"surname_model.pt": model}, measured_accuracy=measured)
+            assert all(isinstance(note, str) for note in notes)
+            for note in notes:
+                match = re.search(r"claims an accuracy of ([\d.]+)%", note)
+                assert match is None or 0 <= float(match.group(1)) <= 100

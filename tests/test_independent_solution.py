@@ -76,9 +76,10 @@ LSTM_LAYER = '''
 class LSTMLayer(StepRecorder):
     GATES = ("f", "i", "o", "g")
 
-    def __init__(self, input_size, hidden_size):
+    def __init__(self, input_size, hidden_size, activation=torch.tanh, recurrent_activation=torch.sigmoid):
         super().__init__()
         self.input_size, self.hidden_size = input_size, hidden_size
+        self.squash, self.gate_squash = activation, recurrent_activation
         self.U = nn.Parameter(torch.randn(input_size, 4 * hidden_size) * 0.1)
         self.W = nn.Parameter(torch.randn(hidden_size, 4 * hidden_size) * 0.1)
         self.b = nn.Parameter(torch.zeros(4 * hidden_size))
@@ -94,12 +95,12 @@ class LSTMLayer(StepRecorder):
         outputs = []
         for t in range(x.shape[1]):
             x_t = x[:, t, :]
-            f = torch.sigmoid(self.gate("f", x_t, h))
-            i = torch.sigmoid(self.gate("i", x_t, h))
-            o = torch.sigmoid(self.gate("o", x_t, h))
-            g = torch.tanh(self.gate("g", x_t, h))
+            f = self.gate_squash(self.gate("f", x_t, h))
+            i = self.gate_squash(self.gate("i", x_t, h))
+            o = self.gate_squash(self.gate("o", x_t, h))
+            g = self.squash(self.gate("g", x_t, h))
             c = c * f + g * i
-            h = torch.tanh(c) * o
+            h = self.squash(c) * o
             self.record_step(h)
             outputs.append(h.unsqueeze(1))
         return torch.cat(outputs, dim=1), (h, c)
@@ -191,9 +192,10 @@ GRU_LAYER = '''
 class GRULayer(StepRecorder):
     GATES = ("r", "z", "n")
 
-    def __init__(self, input_size, hidden_size):
+    def __init__(self, input_size, hidden_size, activation=torch.tanh, recurrent_activation=torch.sigmoid):
         super().__init__()
         self.input_size, self.hidden_size = input_size, hidden_size
+        self.candidate_fn, self.gate_fn = activation, recurrent_activation
         self.U = nn.Parameter(torch.randn(input_size, 3 * hidden_size) * 0.1)
         self.W = nn.Parameter(torch.randn(hidden_size, 3 * hidden_size) * 0.1)
         self.b_x = nn.Parameter(torch.zeros(3 * hidden_size))
@@ -208,9 +210,9 @@ class GRULayer(StepRecorder):
         h = torch.zeros(x.shape[0], size, dtype=x.dtype) if h0 is None else h0
         outputs = []
         for x_t in x.unbind(dim=1):
-            r = torch.sigmoid(x_t @ U_r + bx_r + h @ W_r + bh_r)
-            z = torch.sigmoid(x_t @ U_z + bx_z + h @ W_z + bh_z)
-            n = torch.tanh(x_t @ U_n + bx_n + r * (h @ W_n + bh_n))
+            r = self.gate_fn(x_t @ U_r + bx_r + h @ W_r + bh_r)
+            z = self.gate_fn(x_t @ U_z + bx_z + h @ W_z + bh_z)
+            n = self.candidate_fn(x_t @ U_n + bx_n + r * (h @ W_n + bh_n))
             h = (1 - z) * n + z * h
             self.record_step(h)
             outputs.append(h)

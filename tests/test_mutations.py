@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from notebook_grading import grade_notebook
 
+ROOT = Path(__file__).resolve().parents[1]
+
 MUTATIONS = {
     "second bias not folded into one": (
         "rnn_layer", "self.b = nn.Parameter(torch.empty(hidden_size))",
@@ -34,7 +36,8 @@ MUTATIONS = {
         "gradient_norms", "h.grad.norm() if h.grad", "h.grad.norm(dim=-1).mean() if h.grad", None, None,
         "test_gradient_norms_hidden"),
     "gates in the wrong order": (
-        "lstm_layer", "f, i, o = torch.sigmoid", "i, f, o = torch.sigmoid", None, None, "test_lstm_layer_hidden"),
+        "lstm_layer", "f, i, o = self.recurrent_activation", "i, f, o = self.recurrent_activation", None, None,
+        "test_lstm_layer_hidden"),
     "missing forget gate": (
         "lstm_layer", "c = f * c +", "c = c +", None, None, "test_lstm_layer_hidden"),
     "stacked RNN layers not fed upward": (
@@ -106,3 +109,242 @@ def test_public_checks_say_what_is_wrong_in_the_students_terms(bug, fast_build, 
     grade_id, old, new, check, text = MESSAGES[bug]
     results = grade(fast_build, mutate(json.loads(json.dumps(solution)), grade_id, [(old, new)]), tmp_path)
     assert text in results[check].message, results[check].message
+
+
+# --------------------------------------------------------------------------------------------------
+# Bugs that every grading must see: each mutant loses the points of its hidden check on every seed
+# --------------------------------------------------------------------------------------------------
+# The probes and the referee's reference run here in one process (no sandbox: speed), on the master's own code
+# with one solution cell edited, exactly as the grader pairs them: the probe's values are judged against the
+# reference's with the check's tolerance. A seed only decides the numbers of a case, never whether a bug shows.
+
+SWEEP_SEEDS = tuple(range(7919, 7919 + 24))
+"""Fresh seeds for the sweep (none is a record seed of the build); more than the 20 the issue asks for."""
+
+RECORD_STEP_GONE = "            self.record_step(h)\n"
+BEAM_TOP_K = ("            candidates = totals[:, :eos].reshape(-1)\n"
+              "            best = torch.topk(candidates, min(k, candidates.numel())).indices\n"
+              "            rows, letters = best // eos, best % eos\n")
+RNN_THROUGH_TORCH = '''
+        kind = "relu" if self.nonlinearity is torch.relu else "tanh"
+        rnn = nn.RNN(self.input_size, self.hidden_size, nonlinearity=kind, batch_first=True).to(x.dtype)
+        weights = {"weight_ih_l0": self.W_x, "weight_hh_l0": self.W_h, "bias_ih_l0": self.b,
+                   "bias_hh_l0": torch.zeros_like(self.b)}
+        all_h, last = torch.func.functional_call(rnn, weights, (x,))
+        for t in range(all_h.shape[1]):
+            self.record_step(all_h[:, t])
+        return all_h, last[0]
+'''
+GRU_THROUGH_TORCH = '''
+        gru = nn.GRU(self.input_size, self.hidden_size, batch_first=True).to(x.dtype)
+        weights = {"weight_ih_l0": self.U.T, "weight_hh_l0": self.W.T, "bias_ih_l0": self.b_x, "bias_hh_l0": self.b_h}
+        all_h, last = torch.func.functional_call(gru, weights, (x, None if h0 is None else h0[None]))
+        for t in range(all_h.shape[1]):
+            self.record_step(all_h[:, t])
+        return all_h, last[0]
+'''
+LSTM_THROUGH_TORCH = '''
+        size = self.hidden_size
+        f, i, o, g = (block for block in torch.split(torch.arange(4 * size), size))
+        order = torch.cat([i, f, g, o])  # torch.nn.LSTM's blocks are i, f, g, o
+        lstm = nn.LSTM(self.input_size, size, batch_first=True).to(x.dtype)
+        weights = {"weight_ih_l0": self.U[:, order].T, "weight_hh_l0": self.W[:, order].T,
+                   "bias_ih_l0": self.b[order], "bias_hh_l0": torch.zeros_like(self.b)}
+        state = None if hc0 is None else (hc0[0][None], hc0[1][None])
+        all_h, (h, c) = torch.func.functional_call(lstm, weights, (x, state))
+        for t in range(all_h.shape[1]):
+            self.record_step(all_h[:, t])
+        return all_h, (h[0], c[0])
+'''
+
+HIDDEN_PROBES = {
+    "test_rnn_layer_hidden": ("probe_rnn_layer_hidden", "reference_rnn_layer_hidden"),
+    "test_lstm_layer_hidden": ("probe_lstm_layer_hidden", "reference_lstm_layer_hidden"),
+    "test_stacked_rnn_hidden": ("probe_stacked_rnn_hidden", "probe_stacked_rnn_hidden"),
+    "test_stacked_lstm_hidden": ("probe_stacked_lstm_hidden", "probe_stacked_lstm_hidden"),
+    "test_gru_layer_hidden": ("probe_gru_layer_hidden", "reference_gru_layer_hidden"),
+    "test_beam_decode_hidden": ("probe_beam_hidden", "reference_beam_hidden"),
+}
+"""The probe and the reference of each swept check, by name in the master's namespace (a check without a
+reference is judged against the staff solution's own probe, as the referee does)."""
+
+SWEPT = {  # bug: (notebook, solution cell, [(old, new)], hidden check)
+    "RNN layer never calls record_step": ("q_rnn_and_grad", "rnn_layer", [(RECORD_STEP_GONE, "")],
+                                          "test_rnn_layer_hidden"),
+    "LSTM layer never calls record_step": ("q_rnn_and_grad", "lstm_layer", [(RECORD_STEP_GONE, "")],
+                                           "test_lstm_layer_hidden"),
+    "RNN layer records detached states": ("q_rnn_and_grad", "rnn_layer", [(
+        "self.record_step(h)", "self.record_step(h.detach())")], "test_rnn_layer_hidden"),
+    "LSTM layer records copies of its states": ("q_rnn_and_grad", "lstm_layer", [(
+        "self.record_step(h)", "self.record_step(h.clone())")], "test_lstm_layer_hidden"),
+    "GRU layer records detached states": ("q_char_lm", "gru_layer", [(
+        "self.record_step(h)", "self.record_step(h.detach())")], "test_gru_layer_hidden"),
+    "GRU layer never calls record_step": ("q_char_lm", "gru_layer", [(RECORD_STEP_GONE, "")],
+                                          "test_gru_layer_hidden"),
+    "RNN layer through torch.nn.RNN": ("q_rnn_and_grad", "rnn_layer", [("### BEGIN SOLUTION\n",
+                                                                         "### BEGIN SOLUTION" + RNN_THROUGH_TORCH)],
+                                       "test_rnn_layer_hidden"),
+    "LSTM layer through torch.nn.LSTM": ("q_rnn_and_grad", "lstm_layer", [("### BEGIN SOLUTION\n",
+                                                                           "### BEGIN SOLUTION" + LSTM_THROUGH_TORCH)],
+                                         "test_lstm_layer_hidden"),
+    "GRU layer through torch.nn.GRU": ("q_char_lm", "gru_layer", [("### BEGIN SOLUTION\n",
+                                                                   "### BEGIN SOLUTION" + GRU_THROUGH_TORCH)],
+                                       "test_gru_layer_hidden"),
+    "RNN layer with tanh whatever its nonlinearity": ("q_rnn_and_grad", "rnn_layer",
+                                                      [("h = self.nonlinearity(", "h = torch.tanh(")],
+                                                      "test_rnn_layer_hidden"),
+    "LSTM output through tanh whatever its activation": ("q_rnn_and_grad", "lstm_layer",
+                                                         [("h = o * self.activation(c)", "h = o * torch.tanh(c)")],
+                                                         "test_lstm_layer_hidden"),
+    "LSTM activations swapped": ("q_rnn_and_grad", "lstm_layer", [
+        ("f, i, o = self.recurrent_activation(", "f, i, o = self.activation("),
+        ("c = f * c + i * self.activation(", "c = f * c + i * self.recurrent_activation(")],
+        "test_lstm_layer_hidden"),
+    "GRU gates through the sigmoid whatever the gate activation": ("q_char_lm", "gru_layer", [
+        ("r, z = self.recurrent_activation(", "r, z = torch.sigmoid(")], "test_gru_layer_hidden"),
+    "GRU candidate through tanh whatever its activation": ("q_char_lm", "gru_layer", [
+        ("n = self.activation(", "n = torch.tanh(")], "test_gru_layer_hidden"),
+    "stacked LSTM passes hc0 to the first layer only": ("q_rnn_and_grad", "stacked_lstm", [
+        ("state = None if hc0 is None else", "state = None if hc0 is None or k > 0 else")],
+        "test_stacked_lstm_hidden"),
+    "stacked RNN reports the last layer's last state only": ("q_rnn_and_grad", "stacked_rnn", [
+        ("return x, torch.stack(last_steps)", "return x, last_steps[-1][None]")], "test_stacked_rnn_hidden"),
+    "beam: finished names keep taking beam slots": ("q_char_lm", "beam_decode", [(BEAM_TOP_K, (
+        "            candidates = totals.reshape(-1)  # endings compete with the letters for the k places\n"
+        "            best = torch.topk(candidates, min(k, candidates.numel())).indices\n"
+        "            best = best[best % (eos + 1) != eos]\n"
+        "            rows, letters = best // (eos + 1), best % (eos + 1)\n"))], "test_beam_decode_hidden"),
+    "beam: extensions ranked by their last symbol only": ("q_char_lm", "beam_decode", [(BEAM_TOP_K, (
+        "            candidates = totals[:, :eos].reshape(-1)\n"
+        "            best = torch.topk(log_probs[:, :eos].reshape(-1), min(k, candidates.numel())).indices\n"
+        "            rows, letters = best // eos, best % eos\n"))], "test_beam_decode_hidden"),
+}
+
+
+def master_cells(notebook: str) -> list:
+    master = ROOT / "source" / "hw_rnn" / f"{notebook}.ipynb"
+    return json.loads(master.read_text(encoding="utf-8"))["cells"]
+
+
+@pytest.fixture(scope="module")
+def masters() -> dict:
+    """The master's namespace (given code and solutions) of both notebooks, with its release folder's data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from assignkit.bench import master_namespace
+    from assignkit.surnames.bench import _inside
+
+    spaces = {}
+    for notebook in ("q_rnn_and_grad", "q_char_lm"):
+        with _inside(ROOT / "release" / "hw_rnn", {"HW_FAST": "1"}):
+            spaces[notebook] = master_namespace(ROOT / "source" / "hw_rnn" / f"{notebook}.ipynb")
+    return spaces
+
+
+def swept_namespace(masters: dict, notebook: str, edits: dict) -> dict:
+    """A copy of the master's namespace with the edited solution cells and then every check cell run again (so
+    the probes see the edited code); hwcheck quiet, so the check calls themselves do nothing."""
+    import hwcheck
+
+    from assignkit.surnames.bench import _inside
+
+    namespace = dict(masters[notebook])
+    hwcheck.use_probe_mode(None)
+    try:
+        with _inside(ROOT / "release" / "hw_rnn", {"HW_FAST": "1"}):
+            for cell in master_cells(notebook):
+                nbgrader = cell.get("metadata", {}).get("nbgrader", {})
+                source = "".join(cell["source"])
+                if nbgrader.get("grade_id") in edits:
+                    for old, new in edits[nbgrader["grade_id"]]:
+                        assert old in source, f"mutation target not found in {nbgrader['grade_id']}: {old}"
+                        source = source.replace(old, new)
+                elif not (nbgrader.get("grade") and not nbgrader.get("solution")):
+                    continue
+                exec(compile(source, f"<{notebook}:{nbgrader.get('grade_id')}>", "exec"), namespace)
+    finally:
+        hwcheck.use_notebook_mode()
+    namespace["probe_beam_hidden"] = lambda seed: namespace["beam_hidden_values"](seed, lambda exact: namespace[
+        "beam_decode"])
+    namespace["reference_beam_hidden"] = lambda seed: namespace["beam_hidden_values"](seed, lambda exact: namespace[
+        "exhaustive_names" if exact else "trusted_beam"])
+    return namespace
+
+
+def sweep(masters: dict, notebook: str, edits: dict, check: str, reference: dict) -> list:
+    """For every sweep seed: ``(seed, fraction of the points, first problem)`` of ``check``."""
+    import hwcheck
+
+    namespace = swept_namespace(masters, notebook, edits)
+    probe_name, reference_name = HIDDEN_PROBES[check]
+    outcomes = []
+    for seed in SWEEP_SEEDS:
+        report = hwcheck._run_probe(check, namespace[probe_name], seed, None)
+        expected = hwcheck._encode_all(reference[reference_name](seed))
+        if "error" in report:
+            outcomes.append((seed, 0.0, report["error"]["message"]))
+            continue
+        fraction, problems, _ = hwcheck.evaluate(report["values"], {"values": expected})
+        outcomes.append((seed, fraction, problems[0] if problems else ""))
+    return outcomes
+
+
+@pytest.fixture(scope="module")
+def references(masters: dict) -> dict:
+    return {notebook: swept_namespace(masters, notebook, {}) for notebook in masters}
+
+
+@pytest.mark.parametrize("check", sorted(HIDDEN_PROBES))
+def test_the_solution_passes_the_swept_checks_on_every_seed(masters, references, check):
+    notebook = "q_char_lm" if check in ("test_gru_layer_hidden", "test_beam_decode_hidden") else "q_rnn_and_grad"
+    failed = [outcome for outcome in sweep(masters, notebook, {}, check, references[notebook]) if outcome[1] < 1]
+    assert failed == []
+
+
+@pytest.mark.parametrize("bug", sorted(SWEPT))
+def test_every_grading_sees_the_bug(masters, references, bug):
+    notebook, grade_id, edits, check = SWEPT[bug]
+    outcomes = sweep(masters, notebook, {grade_id: edits}, check, references[notebook])
+    assert len(outcomes) >= 20
+    escaped = [seed for seed, fraction, _ in outcomes if fraction > 0]
+    assert escaped == [], f"{check} gave points to '{bug}' on seeds {escaped}"
+    assert all(problem for _, _, problem in outcomes), "a failed check explains itself"
+
+
+INDEPENDENT_PARTS = {  # hidden check: (notebook, solution cell, its independent code in test_independent_solution)
+    "test_rnn_layer_hidden": ("q_rnn_and_grad", "rnn_layer", "RNN_LAYER"),
+    "test_lstm_layer_hidden": ("q_rnn_and_grad", "lstm_layer", "LSTM_LAYER"),
+    "test_stacked_rnn_hidden": ("q_rnn_and_grad", "stacked_rnn", "STACKED_RNN"),
+    "test_stacked_lstm_hidden": ("q_rnn_and_grad", "stacked_lstm", "STACKED_LSTM"),
+    "test_gru_layer_hidden": ("q_char_lm", "gru_layer", "GRU_LAYER"),
+    "test_beam_decode_hidden": ("q_char_lm", "beam_decode", "BEAM_DECODE"),
+}
+INDEPENDENT_BUGS = {  # hidden check: a plausible bug written into the independent implementation
+    "test_rnn_layer_hidden": ("            self.record_step(h)\n", ""),
+    "test_lstm_layer_hidden": ("            self.record_step(h)\n", ""),
+    "test_gru_layer_hidden": ("            self.record_step(h)\n", ""),
+    "test_stacked_lstm_hidden": ("initial = (hc0[0][k], hc0[1][k]) if hc0 is not None else None",
+                                 "initial = (hc0[0][k], hc0[1][k]) if hc0 is not None and k == 0 else None"),
+    "test_beam_decode_hidden": ("live = heapq.nlargest(k, pool, key=lambda item: item[0])",
+                                "ended = [(s, None) for s, _ in done]\n"
+                                "            live = heapq.nlargest(k, pool + ended, key=lambda item: item[0])\n"
+                                "            live = [(s, p) for s, p in live if p is not None]"),
+}
+
+
+@pytest.mark.parametrize("check", sorted(INDEPENDENT_PARTS))
+def test_an_independent_implementation_passes_on_every_seed_and_its_bug_on_none(masters, references, check):
+    import test_independent_solution as independent
+
+    notebook, grade_id, name = INDEPENDENT_PARTS[check]
+    cell = next("".join(c["source"]) for c in master_cells(notebook)
+                if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id)
+    code = getattr(independent, name)
+    honest = sweep(masters, notebook, {grade_id: [(cell, code)]}, check, references[notebook])
+    assert [outcome for outcome in honest if outcome[1] < 1] == []
+    if check in INDEPENDENT_BUGS:
+        old, new = INDEPENDENT_BUGS[check]
+        assert old in code
+        buggy = sweep(masters, notebook, {grade_id: [(cell, code.replace(old, new))]}, check, references[notebook])
+        assert [seed for seed, fraction, _ in buggy if fraction > 0] == []

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import os
 import platform
-import re
 import sys
 import time
 import traceback
@@ -32,6 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from . import crosscheck, identity, results, written
 from .child import __file__ as CHILD_FILE
 from .course import Course, notebook_ids
+from .flags import read_master, staff_flags
 from .runner import CheckRun, Limits, NotebookRun, ProbeJob, SandboxUser, peak_rss, run_notebook
 from .sandbox import lock_down, sweep
 from .scoring import CheckResult, load_hwcheck, measured_accuracy, score
@@ -54,18 +54,6 @@ a check may take 10 s (the whole hidden test set takes about 2 s; a typed answer
 stopped there and costs only itself). It runs alone, never beside a sandbox."""
 MAX_SUMMARY_NOTES = 12
 SWEEP_COUNTERS = ("processes_killed", "rounds", "paths_removed_count", "bytes_freed", "ipc_removed")
-SUSPICIOUS = re.compile(
-    r"\bnn\.(?:RNN|LSTM|GRU)(?:Cell)?\b|\b_VF\b|\brnn_(?:tanh|relu)\b|\b(?:lstm|gru)_cell\b|TorchFunctionMode|"
-    r"_python_dispatch|torch_function_stack|DisableTorchFunction|_disabled_torch_function|RECURRENT_KERNELS|"
-    r"recurrent_kernel_trace|_run_probe|use_probe_mode|HWGRADE_EVENTS_FD|gc\.get_objects|/proc/self|\b_sink\b|"
-    r"getattr\(\s*torch\b|\bhwcheck\.\w+\s*=[^=]|setattr\(\s*hwcheck|sys\.stdin|\bthreading\b|"
-    r"concurrent\.futures|\bvars\(|torch\.__dict__|_VariableFunctions|importlib|functional_call|\bThread\(|"
-    r"\b_thread\b|multiprocessing|torch\.jit|CompilationUnit|torch\.compile|torch\.ops\b|"
-    r"\btorch\.(?:gru|lstm|rnn_tanh|rnn_relu)\b|profiler|setprofile|settrace|_get_total_norm|_clip_grads_with_norm_|"
-    r"\bfutures\b|ThreadPoolExecutor|to_thread|__getattribute__|os\.fork|nn\.modules\.rnn|redispatch|"
-    r"_DispatchOperatorHandle|co_filename|\.replace\(co_|__wrapped__|FunctionType|CodeType|torch\.library")
-"""Texts that a notebook which writes its own recurrent layers has no need for: flagged for the staff (never a
-verdict: a student may well compare their layer with torch.nn.LSTM in a scratch cell)."""
 SETUP_CELLS = 3
 """How many of a notebook's first code cells count as its set-up (the folder cell, the imports, the helpers)."""
 MISCONFIGURED = "not graded: the autograder is misconfigured (the course staff need to fix it; please tell them)"
@@ -116,24 +104,6 @@ def process_usage() -> Dict[str, float]:
     peak = peak_rss("self") or own.ru_maxrss * 1024
     return {"cpu_seconds": round(own.ru_utime + own.ru_stime, 3), "peak_rss_bytes": peak,
             "children_cpu_seconds": round(children.ru_utime + children.ru_stime, 3)}
-
-
-def staff_flags(notebook: Any, limit: int = 10) -> List[str]:
-    """``cell N: nn.LSTM, _VF`` for the code cells that mention :data:`SUSPICIOUS` texts (read, never parsed)."""
-    flags = []
-    code = [c for c in notebook.get("cells", []) if isinstance(c, dict) and c.get("cell_type") == "code"]
-    for index, cell in enumerate(code):
-        nbgrader = (cell.get("metadata") or {}).get("nbgrader") if isinstance(cell.get("metadata"), dict) else None
-        if isinstance(nbgrader, dict) and nbgrader.get("grade") and not nbgrader.get("solution"):
-            continue  # the master's own check cells (the grader runs its copies, not these)
-        source = cell.get("source", "")
-        text = "".join(str(s) for s in source) if isinstance(source, list) else str(source)
-        found = sorted({match.strip() for match in SUSPICIOUS.findall(text[:200_000])})
-        if found:
-            flags.append(f"code cell {index + 1}: {', '.join(found[:6])}")
-        if len(flags) >= limit:
-            break
-    return flags
 
 
 MAX_STAFF_ANSWER = 5000
@@ -301,7 +271,7 @@ class Grading:
         seeds = {check.grade_id: check_seed(self.key, self.submission.digest, suite.filename, check.grade_id)
                  for check in suite.checks if check.in_sandbox and check.hidden}
         if any(check.refuses_kernels for check in suite.checks):
-            outcome.staff_flags = staff_flags(notebook.content)
+            outcome.staff_flags = staff_flags(notebook.content, read_master(self.course.master_path(suite)))
         self.seeds.update(seeds)
         started = time.monotonic()
         refereed = self._referee(suite, seeds, scratch, runtime, budget / 2)
@@ -480,8 +450,13 @@ class Grading:
     def _cross_check(self) -> None:
         assert self.submission is not None
         if STUDENT_LOG in self.submission.files:  # only courses whose masters ask for the log
-            self.cross_checks = crosscheck.cross_check(self.submission.file(STUDENT_LOG), self.submission.files,
-                                                       self.accuracy)
+            try:
+                self.cross_checks = crosscheck.cross_check(self.submission.file(STUDENT_LOG), self.submission.files,
+                                                           self.accuracy)
+            except (ArithmeticError, ValueError, TypeError, RecursionError, MemoryError) as error:
+                # every value in the log is the student's: a log the reader cannot digest costs nothing
+                self.cross_checks = [f"{STUDENT_LOG} could not be read for the cross-checks "
+                                     f"({type(error).__name__}); it was not used."]
 
     # -- the outputs --------------------------------------------------------------------------------
 

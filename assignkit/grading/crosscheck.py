@@ -32,10 +32,14 @@ class Claims:
 
 
 def _number(value: Any) -> Optional[float]:
+    """An accuracy in [0, 1] (a percentage above 1 is divided by 100), or None for anything else: JSON integers
+    of any size (``10**400`` has no float), infinities and NaN included."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
+    if isinstance(value, int) and not -1000 <= value <= 1000:
+        return None
     value = float(value)
-    if not 0.0 <= value <= 100.0:
+    if not 0.0 <= value <= 100.0:  # also false for NaN
         return None
     return value / 100.0 if value > 1.0 else value
 
