@@ -126,6 +126,20 @@ ATTACKS = {  # class: (notebook, edit, flag text expected)
         nb, "gru_layer", "        ### BEGIN SOLUTION\n",
         "        ### BEGIN SOLUTION\n        gru = nn.GRU(self.input_size, self.hidden_size, batch_first=True)\n"
         "        return torch.func.functional_call(gru, {'weight_ih_l0': self.U.T}, (x,))\n"), "nn.GRU"),
+    # red-team round seven: what the flags did not read
+    "IPython help syntax, which Python cannot parse": ("q_char_lm", lambda nb: replace_cell(nb, "clip_grad_norm", (
+        "def clip_grad_norm(parameters, max_norm):\n    return _clip(parameters, max_norm)\n\n\n"
+        "_clip = print\nclip_grad_norm?\n")), "IPython help syntax"),
+    "code run from a string by IPython": ("q_char_lm", lambda nb: insert_cell(nb, "setup", (
+        "get_ipython().run_cell('_c = torch.nn.utils.clip_grad_norm_')\n")), "get_ipython"),
+    "a name fetched by attrgetter": ("q_char_lm", lambda nb: insert_cell(nb, "setup", (
+        "from operator import attrgetter\n_c = attrgetter('nn.utils.' + 'clip_grad_norm')(torch)\n")), "attrgetter"),
+    "torch imported under another name": ("q_char_lm", lambda nb: insert_cell(nb, "setup", (
+        "import torch as T\nkernel = T.gru\n")), "torch.gru"),
+    "torch.nn imported under another name": ("q_char_lm", lambda nb: insert_cell(nb, "setup", (
+        "import torch.nn as tn\nlayer = tn.GRU(3, 4)\n")), "nn.GRU"),
+    "a magic line that runs code": ("q_char_lm", lambda nb: insert_cell(nb, "setup", (
+        "%time _c = 1\n")), "IPython line"),
 }
 
 
@@ -162,3 +176,9 @@ def test_a_flood_of_code_is_read_only_up_to_a_bound():
         notebook = insert_cell(notebook, "setup", "x = 1\n" * 30000)
     found = staff_flags(notebook, master("q_rnn_and_grad"))
     assert found and "not read" in found[-1]
+
+
+def test_a_cell_too_long_to_read_is_flagged_not_passed_over():
+    notebook = insert_cell(solution_of("q_char_lm"), "setup", "_notes = '" + "lorem ipsum " * 20_000 + "'\n")
+    found = staff_flags(notebook, master("q_char_lm"))
+    assert any("read only in part" in flag for flag in found), found

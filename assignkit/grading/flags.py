@@ -37,7 +37,8 @@ SUSPICIOUS = re.compile(
 """Names (dotted, as Python reads them) that a notebook which writes its own layers has no need for."""
 
 DYNAMIC_NAMES = {"exec", "eval", "compile", "__import__", "import_module", "importlib", "execfile", "run_path",
-                 "run_module", "__builtins__", "builtins", "globals", "vars", "locals"}
+                 "run_module", "__builtins__", "builtins", "globals", "vars", "locals", "get_ipython", "run_cell",
+                 "run_line_magic", "run_cell_magic", "ast_transformers", "attrgetter", "methodcaller"}
 """Names that run text as code, or reach a namespace by a side door."""
 DYNAMIC_ATTRIBUTES = {"__dict__", "__globals__", "__code__", "__closure__", "__subclasses__", "__getattribute__",
                       "__builtins__", "f_globals", "f_locals", "f_back", "f_builtins", "__bases__", "__mro__",
@@ -50,6 +51,12 @@ PROTECTED = {"hwcheck", "torch", "nn", "F", "builtins", "__builtins__", "sys", "
 FLAGGED_IMPORTS = {"importlib", "builtins", "ctypes", "gc", "marshal", "types", "inspect", "threading", "_thread",
                    "multiprocessing", "concurrent", "codecs", "pickle", "dis", "sys", "hwcheck"}
 MAGIC_LINE = re.compile(r"^\s*[%!]")
+HELP_LINE = re.compile(r"^\s*(?:\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")
+"""IPython's help syntax (``name?``, ``?name``): Python cannot parse the cell, IPython runs it."""
+HARMLESS_MAGICS = re.compile(r"^\s*%(?:matplotlib|config|load_ext|autoreload|pip|conda)\b")
+STRING_TEXTS = re.compile(r"HWGRADE_EVENTS_FD|get_ipython|run_cell|\b_VF\b|\bnn\.(?:RNN|LSTM|GRU)\b|"
+                          r"\btorch\.(?:gru|lstm|rnn_tanh|rnn_relu)\b|clip_grad_norm_|setprofile|settrace")
+"""Texts flagged even inside string constants (code to be run later through exec or IPython)."""
 SOLUTION_BEGIN, SOLUTION_END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 MAX_CELL_CHARS = 200_000
@@ -242,13 +249,22 @@ def cell_findings(source: str, changed: Set[int], check_names: Set[str]) -> List
     """The flagged constructs of a cell that touch one of its ``changed`` lines (sorted, without repeats)."""
     if not changed:
         return []
+    lines = source.splitlines()
+    found: Set[str] = set()
+    for number in changed:
+        line = lines[number - 1] if 0 < number <= len(lines) else ""
+        if MAGIC_LINE.match(line) and not HARMLESS_MAGICS.match(line):
+            found.add(f"IPython line {line.strip()[:40]!r} (IPython runs what follows a magic)")
+        if HELP_LINE.match(line):
+            found.add("IPython help syntax (?): the cell runs in IPython, but Python cannot read it here")
     try:
-        tree = ast.parse(_without_magics(source))
+        tree = ast.parse(_without_magics("\n".join("" if HELP_LINE.match(line) else line for line in lines)))
     except SyntaxError:
-        return []  # the cell does not run either
+        return sorted(found | {"an added or changed cell that Python cannot parse (IPython may still run it)"})
     except (ValueError, RecursionError, MemoryError):
         return ["code Python cannot parse (nesting too deep or null bytes)"]
-    found: Set[str] = set()
+    aliases = _torch_aliases(tree)
+    notes = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}  # docstrings, bare strings
     for node in ast.walk(tree):
         first = getattr(node, "lineno", None)
         if first is None:
@@ -263,7 +279,38 @@ def cell_findings(source: str, changed: Set[int], check_names: Set[str]) -> List
         if changed.isdisjoint(range(first, last + 1)):
             continue
         found.update(note.strip() for note in _findings(node, check_names))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in notes:
+            found.update(f"{text} (in a string)" for text in STRING_TEXTS.findall(node.value[:20_000]))
+        if isinstance(node, ast.Attribute) and aliases:
+            found.update(SUSPICIOUS.findall(_resolved(_dotted(node), aliases)))
     return sorted(found)
+
+
+def _torch_aliases(tree: ast.AST) -> Dict[str, str]:
+    """``{alias: what it stands for}`` for imports of torch and its modules under other names (``import torch as
+    T``, ``import torch.nn as tn``, ``from torch import nn as mm``), so that ``T.gru`` reads as ``torch.gru``."""
+    aliases: Dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "torch" and alias.asname:
+                    aliases[alias.asname] = alias.name
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch":
+            for alias in node.names:
+                if alias.name == "*":
+                    aliases["*"] = node.module or "torch"
+                else:
+                    aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return aliases
+
+
+def _resolved(dotted: str, aliases: Dict[str, str]) -> str:
+    """``dotted`` with its first name replaced by what an alias stands for (``tn.GRU`` -> ``torch.nn.GRU``, read
+    by the name patterns as ``nn.GRU``)."""
+    first, _, rest = dotted.partition(".")
+    if first in aliases:
+        return aliases[first] + (f".{rest}" if rest else "")
+    return dotted
 
 
 def staff_flags(notebook: Any, master: Any = None, limit: int = 10) -> List[str]:
@@ -275,8 +322,12 @@ def staff_flags(notebook: Any, master: Any = None, limit: int = 10) -> List[str]
     for index, cell in enumerate(_code_cells(notebook)):
         if _is_check(cell):
             continue  # the master's own check cells (the grader runs its copies, not these)
-        source = _text(cell.get("source", ""))[:MAX_CELL_CHARS]
+        whole = _text(cell.get("source", ""))
+        source = whole[:MAX_CELL_CHARS]
         budget -= len(source)
+        if len(whole) > MAX_CELL_CHARS:
+            flags.append(f"code cell {index + 1}: longer than {MAX_CELL_CHARS:,} characters, read only in part (a "
+                         "cell that long hides what it does)")
         if budget < 0:
             flags.append(f"code cell {index + 1} and after: not read (more than {MAX_NOTEBOOK_CHARS:,} characters "
                          "of code in the notebook)")
