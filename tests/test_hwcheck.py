@@ -396,3 +396,17 @@ def test_the_set_up_warns_when_torch_is_not_the_tested_release(hwcheck):
     assert hwcheck.torch_note(f"{pinned}+cpu") == f"torch {pinned}+cpu"
     note = hwcheck.torch_note("2.5.1+cu121")
     assert note.startswith("torch 2.5.1+cu121 — note: this homework was tested with torch") and pinned in note
+
+
+def test_hints_find_their_values_by_prefix_or_suffix(hwcheck):
+    """4.C's hint "changed_in_place" explains p0_changed_in_place; 2.A's "raises_ValueError" explains
+    raises_ValueError(''): a yes/no value reads as what should happen, not as "expected 1, got 0"."""
+    expected = {"clipped/p0_changed_in_place": hwcheck.encode(1), "raises_ValueError('')": hwcheck.encode(1),
+                "index('a')": hwcheck.encode(0)}
+    actual = {"clipped/p0_changed_in_place": hwcheck.encode(0), "raises_ValueError('')": hwcheck.encode(0),
+              "index('a')": hwcheck.encode(1)}
+    hints = {"changed_in_place": "scale each .grad in place", "raises_ValueError": "should raise ValueError here"}
+    problems = hwcheck.compare_values(actual, expected, hints=hints)
+    assert problems[0] == "clipped/p0_changed_in_place: scale each .grad in place"
+    assert problems[1] == "raises_ValueError(''): should raise ValueError here"
+    assert "should" not in problems[2]
