@@ -134,3 +134,34 @@ def test_a_fresh_environment_from_the_students_requirements_runs_every_set_up_ce
         completed = subprocess.run([str(python), "-c", code], cwd=release, capture_output=True, text=True,
                                    timeout=300, env=env)
         assert completed.returncode == 0 and "set-up done" in completed.stdout, (name, completed.stderr[-2000:])
+
+
+def test_a_notebook_run_but_not_saved_is_told_apart_from_one_never_run(fast_build: Path, tmp_path: Path) -> None:
+    """Right after Run All the file on disk is older than the run: the last cell says to save and run it again
+    (not that the notebook was never run); a check run from outside, or for another notebook, is unchanged."""
+    import os
+    import time
+
+    folder = student_folder(fast_build, tmp_path / "hw_rnn", solution=False)
+    started = time.time()
+    os.utime(folder / "q_written.ipynb", (started - 60, started - 60))  # saved before this run began
+    environment = {**os.environ, "HW_RUNNING_NOTEBOOK": "q_written.ipynb", "HW_RUN_STARTED": repr(started)}
+    completed = subprocess.run([sys.executable, "check_submission.py"], cwd=folder, capture_output=True,
+                               text=True, timeout=120, env=environment)
+    output = completed.stdout + completed.stderr
+    assert "q_written.ipynb was run but not saved since" in output and "then run this cell again" in output
+    assert "q_written.ipynb has never been run" not in output
+    assert "q_rnn_and_grad.ipynb has never been run" in output  # another notebook: as before
+    os.utime(folder / "q_written.ipynb", (started + 5, started + 5))  # saved after the run began
+    completed = subprocess.run([sys.executable, "check_submission.py"], cwd=folder, capture_output=True,
+                               text=True, timeout=120, env=environment)
+    assert "was run but not saved" not in completed.stdout + completed.stderr
+
+
+def test_the_last_cell_of_a_fresh_run_says_save_then_run_again(blank_run) -> None:
+    """The blank release run in a real kernel (its file untouched since before the kernel started)."""
+    notebook = blank_run("q_written.ipynb")
+    last = next(cell for cell in notebook.cells if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+                == "check_submission")
+    printed = "".join("".join(output.get("text", "")) for output in last.outputs)
+    assert "q_written.ipynb was run but not saved since" in printed, printed[:2000]

@@ -125,6 +125,16 @@ def submitted_file(name: str) -> str:
     return _submitted.get(name, name) if _mode == "referee" else name
 
 
+STARTED = __import__("time").time()
+"""When this module was imported: the set-up cell of the running notebook, i.e. when its current run began."""
+
+
+def run_environment(notebook: str) -> Dict[str, str]:
+    """The environment for ``check_submission.py`` started from a notebook's last cell: which notebook is running
+    and since when, so that a notebook run but not saved since is told apart from one never run."""
+    return {**os.environ, "HW_RUNNING_NOTEBOOK": notebook, "HW_RUN_STARTED": repr(STARTED)}
+
+
 TESTED_TORCH = "2.13.0"
 """The torch release the homework was built and tested with (the release's requirements.txt pins it)."""
 
