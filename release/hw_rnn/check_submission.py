@@ -41,6 +41,18 @@ def never_run(notebook: Dict[str, Any]) -> bool:
                    if isinstance(cell, dict) and cell.get("cell_type") == "code")
 
 
+def unsaved_since_run(name: str, path: Any) -> bool:
+    """True when ``name`` is the notebook whose last cell started this check (``HW_RUNNING_NOTEBOOK``) and its
+    file was last saved before that notebook's current run began (``HW_RUN_STARTED``): run, but not saved."""
+    if os.environ.get("HW_RUNNING_NOTEBOOK") != name or path is None:
+        return False
+    try:
+        started = float(os.environ.get("HW_RUN_STARTED", ""))
+        return Path(path).stat().st_mtime < started
+    except (OSError, ValueError):
+        return False
+
+
 def unfinished_cells(notebook: Dict[str, Any]) -> List[str]:
     """The graded cells that still hold the release's ``raise NotImplementedError()``."""
     found = []
@@ -163,7 +175,10 @@ def check_all(folder: Path) -> Tuple[List[str], List[str], Dict[str, Path], List
         found = submission.files[name]
         if found.content is None:
             continue
-        if never_run(found.content):
+        if unsaved_since_run(name, found.path):
+            problems.append(f"{name} was run but not saved since: its file is older than this run. Save it "
+                            "(Ctrl+S, or File → Save), then run this cell again")
+        elif never_run(found.content):
             problems.append(f"{name} has never been run: open it, run every cell (Run All) and save it")
         unfinished = unfinished_cells(found.content)
         if unfinished:

@@ -125,6 +125,16 @@ def submitted_file(name: str) -> str:
     return _submitted.get(name, name) if _mode == "referee" else name
 
 
+STARTED = __import__("time").time()
+"""When this module was imported: the set-up cell of the running notebook, i.e. when its current run began."""
+
+
+def run_environment(notebook: str) -> Dict[str, str]:
+    """The environment for ``check_submission.py`` started from a notebook's last cell: which notebook is running
+    and since when, so that a notebook run but not saved since is told apart from one never run."""
+    return {**os.environ, "HW_RUNNING_NOTEBOOK": notebook, "HW_RUN_STARTED": repr(STARTED)}
+
+
 TESTED_TORCH = "2.13.0"
 """The torch release the homework was built and tested with (the release's requirements.txt pins it)."""
 
@@ -422,6 +432,18 @@ def _kind_text(kind: Any) -> str:
     return {"array": "numbers", "text": "text", "none": "None"}.get(str(kind), "nothing")
 
 
+def _hint_for(short: str, hints: Mapping[str, str]) -> Optional[str]:
+    """The hint of a value named ``short``: the hint with that exact name, else one whose name the value's name
+    starts with (``raises_ValueError`` for ``raises_ValueError('')``) or ends with after an underscore
+    (``changed_in_place`` for ``p0_changed_in_place``)."""
+    if short in hints:
+        return hints[short]
+    for name, hint in hints.items():
+        if short.startswith(name) or short.endswith("_" + name):
+            return hint
+    return None
+
+
 def compare_values(
     actual: Mapping[str, Encoded],
     expected: Mapping[str, Encoded],
@@ -460,7 +482,8 @@ def compare_values(
         if problem:
             length = f"{key}/length"
             wrong_length = length in expected and length in actual and problem_of(length) is not None
-            problems.append(f"{key}: {hints[short]}" if short in hints and not wrong_length else problem)
+            hint = _hint_for(short, hints)
+            problems.append(f"{key}: {hint}" if hint and not wrong_length else problem)
     return problems
 
 
