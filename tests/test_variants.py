@@ -56,14 +56,42 @@ def random_ids(count: int, seed: int = 7) -> list:
 
 
 def answers_for(variants: Any, variant: Any) -> Dict[str, Any]:
-    """The correct typed answers of a variant, derived here by hand (not with the master's code)."""
-    a, b = variant.input_gain, variant.recurrent_gain
-    t = f"{a}*u3 + {a * b}*w*u2 + {a * b * b}*w^2*u1"
-    beams = variants.beams(variant.beam_tree)
-    dy_dw = f"{a}*u3 + {2 * a * b}*w*u2 + {3 * a * b * b}*w^2*u1"
-    return {"answer_t": t, "answer_y": f"w*({t})", "answer_dy_dw": dy_dw,
-            "answer_edge_q": "dy_dq * p", "answer_edge_s": "dy_ds * r", "answer_edge_y": "t",
-            "beam_t1": beams[0], "beam_t2": beams[1], "beam_t3": beams[2]}
+    """The correct typed answers of a variant: the staff's key (``assignkit.variant_key``), whose formulas
+    ``test_the_staff_key_is_the_unrolled_recurrence`` checks against sympy."""
+    from assignkit.variant_key import key_of
+
+    key = key_of(variant.student_id)
+    return {name: key[name] for name in ("answer_t", "answer_y", "answer_dy_dw", "answer_edge_q", "answer_edge_s",
+                                         "answer_edge_y", "beam_t1", "beam_t2", "beam_t3")}
+
+
+def test_the_staff_key_is_the_unrolled_recurrence(variants):
+    """``python -m assignkit.variant_key ID`` prints a student's key; its formulas are those of
+    h_k = w (a u_k + b h_(k-1)) unrolled here with sympy, and its beams are an exhaustive search's."""
+    import sympy
+
+    from assignkit.variant_key import key_of, main
+
+    w, u1, u2, u3 = sympy.symbols("w u1 u2 u3")
+    for student in ["", *random_ids(12, seed=3)]:
+        variant = variants.for_student(student, DEFAULT_TREE)
+        a, b = variant.input_gain, variant.recurrent_gain
+        h = sympy.Integer(0)
+        states = []
+        for u in (u1, u2, u3):
+            h = sympy.expand(w * (a * u + b * h))
+            states.append(h)
+        key = key_of(student)
+        parse = sympy.sympify
+        assert sympy.expand(parse(key["answer_y"].replace("^", "**")) - states[-1]) == 0
+        assert sympy.expand(parse(key["answer_t"].replace("^", "**")) - states[-1] / w) == 0
+        assert sympy.expand(parse(key["answer_dy_dw"].replace("^", "**")) - sympy.diff(states[-1], w)) == 0
+        table = variant.beam_tree["next_token_log_probs"]
+        everything = {seq: sum(table[" ".join(seq[:i])][t] for i, t in enumerate(seq))
+                      for seq in itertools.product(variant.beam_tree["vocabulary"], repeat=3)}
+        best = max(everything, key=everything.get)
+        assert key["beam_t3"][0][0] != " ".join(best)  # 2.4: the beam misses the most likely sequence
+    assert main(["a1234567"]) == 0
 
 
 def test_five_hundred_ids_give_valid_and_mostly_different_variants(variants):
