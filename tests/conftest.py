@@ -91,12 +91,17 @@ def blank_run(fast_build: Path, tmp_path_factory: pytest.TempPathFactory, worker
     base = tmp_path_factory.getbasetemp()
     shared = (base if worker_id == "master" else base.parent) / "blank_runs"
     shared.mkdir(exist_ok=True)
-    release = fast_build / "release" / "hw_rnn"
+    built = fast_build / "release" / "hw_rnn"
 
     def run(name: str) -> Any:
         saved = shared / name
         with FileLock(str(shared / f"{name}.lock")):
             if not saved.is_file():
+                # in a copy of the release folder of its own: the last cell's check writes a PDF and maybe a zip,
+                # which must not end up in the shared build (nor one run's files in another's folder)
+                release = shared / f"folder-{Path(name).stem}"
+                shutil.rmtree(release, ignore_errors=True)
+                shutil.copytree(built, release)
                 notebook = execute(release / name, cwd=release, env={"HW_FAST": "1"})
                 nbformat.write(notebook, str(shared / f".{name}.tmp"))
                 (shared / f".{name}.tmp").replace(saved)

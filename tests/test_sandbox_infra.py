@@ -426,7 +426,8 @@ def test_each_parallel_worker_grades_as_its_own_account(monkeypatch: pytest.Monk
     monkeypatch.setattr(grade, "_grade", _fake_grade)
     monkeypatch.setattr(grade, "scores_row", _fake_row)
     users = [SandboxUser(50001, 50001, "/nonexistent"), SandboxUser(50002, 50002, "/nonexistent")]
-    rows = grade.grade_many(tmp_path / "subs", tmp_path / "out", SimpleNamespace(suites=[]), {"user": None}, 8,
+    course = SimpleNamespace(suites=[], extra_files=[])
+    rows = grade.grade_many(tmp_path / "subs", tmp_path / "out", course, {"user": None}, 8,
                             tmp_path / "grades.csv", users=users)
     assert len(rows) == 6 and all(row["sweep"] for _, row in rows)
     account_of: Dict[int, Set[int]] = {}

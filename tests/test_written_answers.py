@@ -43,7 +43,7 @@ def test_every_manually_graded_cell_has_a_rubric_that_adds_up_to_its_points() ->
     from assignkit.masters import read_masters
 
     found = [question for name, notebook in masters().items() for question in questions(notebook, name)]
-    assert len(found) == 25 and sum(question.points for question in found) == 57
+    assert len(found) == 27 and sum(question.points for question in found) == 57
     for master in read_masters(ROOT / "source" / "hw_rnn"):
         mine = {q.grade_id: q.points for q in found if q.notebook == f"{master.name}.ipynb"}
         assert mine == master.manual_points  # the same cells and points as the grader's manual points
@@ -84,7 +84,7 @@ def test_the_release_carries_no_rubric_and_the_solutions_show_every_rubric(fast_
     assert (release / "hwwritten.py").read_bytes() == (ROOT / "assignkit" / "grading" / "written.py").read_bytes()
     assert "fpdf2==2.8.9" in (release / "requirements.txt").read_text().splitlines()
     manifest = json.loads((release / "submission_manifest.json").read_text())
-    assert len(manifest["written"]) == 25
+    assert len(manifest["written"]) == 27
     assert not any("rubric" in entry or "model_answer" in entry for entry in manifest["written"])
 
 
@@ -165,7 +165,7 @@ def test_the_blank_release_gets_one_page_per_question_each_saying_unanswered(fas
     manifest = json.loads((folder / "submission_manifest.json").read_text())
     code, output = run_check(folder)
     assert code == 1 and "NOT READY" in output
-    assert "WARNING: 25 of 25 written questions have no answer yet (57 points" in output
+    assert "WARNING: 27 of 27 written questions have no answer yet (57 points" in output
     assert "1.E Linear recurrence (q_rnn_and_grad.ipynb, 3 points): still YOUR ANSWER HERE" in output
     texts = check_pdf(folder, manifest)
     for text in texts.values():
@@ -181,7 +181,7 @@ def test_a_full_set_puts_each_answer_in_its_own_page_range(fast_build: Path, tmp
     sentences = fill_answers(folder, manifest)
     code, output = run_check(folder)
     assert code == 0 and "READY" in output and "WARNING" not in output, output
-    assert f"wrote {PDF}: 25 written questions" in output
+    assert f"wrote {PDF}: 27 written questions" in output
     texts = check_pdf(folder, manifest)
     for grade_id, sentence in sentences.items():
         assert flat(sentence) in texts[grade_id], grade_id
@@ -278,7 +278,7 @@ def test_an_unreadable_typed_answer_is_not_ready_and_empty_written_answers_are_a
     (folder / "q_written.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
     code, output = run_check(folder)
     assert code == 0 and "READY" in output
-    assert "WARNING: 1 of 25 written questions have no answer yet (3 points" in output
+    assert "WARNING: 1 of 27 written questions have no answer yet (3 points" in output
     assert "4.1 Mini-batches of sequences with different lengths (q_written.ipynb, 3 points)" in output
     assert "BUT 1 written question(s) still have no answer" in output
     answer_cell(notebook, "beam_t1")["source"] = "beam_t1 = list(reversed([('network', -0.73), ('neural', -0.65)]))"
@@ -299,7 +299,7 @@ def test_the_build_writes_the_template_and_its_outline_and_the_readme_quotes_it(
     assert titles == [f"Question {entry['number']} {entry['title']}" for entry in manifest["written"]]
     outline = (solutions / "hw_rnn_written_outline.md").read_text(encoding="utf-8")
     rows = [line for line in outline.splitlines() if line.startswith("| ") and not line.startswith("| question")]
-    assert len(rows) == 25
+    assert len(rows) == 27
     for entry, (first, last), row in zip(manifest["written"], ranges, rows, strict=True):
         pages_text = str(first + 1) if first == last else f"{first + 1}–{last + 1}"
         assert row == f"| {entry['number']} {entry['title']} | {pages_text} | {entry['points']:g} |"
@@ -333,7 +333,7 @@ def test_gradescope_output_has_a_hidden_zero_point_entry_per_written_question(fa
     grading.submission = inspect_submission(folder, dict(notebook_ids(course.suites)), course.extra_files)
     results = grading.gradescope()
     staff = [test for test in results["tests"] if test["visibility"] == "hidden"]
-    assert len(staff) == 25
+    assert len(staff) == 27
     assert all(test["score"] == 0 and test["max_score"] == 0 and test["output_format"] == "text" for test in staff)
     by_name = {test["name"]: test["output"] for test in staff}
     padding = by_name["4.1 Mini-batches of sequences with different lengths — written answer (staff only, graded by "
@@ -381,7 +381,7 @@ def test_the_grade_by_question_pages_escape_every_answer_and_the_merge_adds_up(f
     parent = submissions(fast_build, tmp_path / "submissions")
     out = write_views(parent, course, tmp_path / "out" / "written_answers")
     pages = sorted(out.glob("*.html"))
-    assert len(pages) == 26  # 25 questions and the index
+    assert len(pages) == 28  # 27 questions and the index
     for path in pages:
         text = path.read_text(encoding="utf-8")
         assert "Content-Security-Policy" in text and "default-src 'none'" in text and "script-src 'none'" in text
@@ -392,7 +392,7 @@ def test_the_grade_by_question_pages_escape_every_answer_and_the_merge_adds_up(f
     assert e.count("no answer (still YOUR ANSWER HERE)") == 1 and e.count("the notebook is missing") == 1
     with (out / "written_scores.csv").open(newline="") as handle:
         rows = list(csv.reader(handle))
-    assert rows[0][0] == "submission" and len(rows[0]) == 26 and rows[1][0] == MAX_ROW
+    assert rows[0][0] == "submission" and len(rows[0]) == 28 and rows[1][0] == MAX_ROW
     assert sum(float(value) for value in rows[1][1:]) == 57
     assert [row[0] for row in rows[2:]] == ["alice", "bob", "carol"]
 
