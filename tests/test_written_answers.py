@@ -408,7 +408,7 @@ def test_the_grade_by_question_pages_escape_every_answer_and_the_merge_adds_up(f
     final = merge(tmp_path / "grades.csv", out / "written_scores.csv", tmp_path / "final.csv")
     by_name = {row["submission"]: row for row in final}
     assert by_name["alice"]["total"] == "137.5" and by_name["alice"]["written"] == "57"
-    assert by_name["bob"]["total"] == "1.5" and by_name["bob"]["written_ungraded"] == "23"
+    assert by_name["bob"]["total"] == "1.5" and by_name["bob"]["written_ungraded"] == "25"
     assert all(row["max_total"] == "145" for row in final)
     for row in final:
         written_sum = sum(float(row[q]) for q in rows[0][1:] if row[q])
