@@ -95,15 +95,6 @@ def prefixes(vocabulary: Sequence[str], length: int) -> List[str]:
     return [" ".join(prefix) for depth in range(length) for prefix in itertools.product(vocabulary, repeat=depth)]
 
 
-def totals(tree: Dict[str, Any], depth: int) -> Dict[Tuple[str, ...], float]:
-    """Total log-probability of every sequence of ``depth`` tokens."""
-    vocabulary, table = tree["vocabulary"], tree["next_token_log_probs"]
-    found = {}
-    for sequence in itertools.product(vocabulary, repeat=depth):
-        found[sequence] = sum(table[" ".join(sequence[:i])][token] for i, token in enumerate(sequence))
-    return found
-
-
 def beams(tree: Dict[str, Any]) -> List[List[Tuple[str, float]]]:
     """The beams kept after each step (best first; ties by vocabulary order), totals rounded to two decimals."""
     vocabulary, table, k = tree["vocabulary"], tree["next_token_log_probs"], tree["beam_size"]
@@ -118,25 +109,6 @@ def beams(tree: Dict[str, Any]) -> List[List[Tuple[str, float]]]:
     return found
 
 
-def tree_problems(tree: Dict[str, Any]) -> List[str]:
-    """Why a tree would not keep the questions' point (empty when it does)."""
-    problems = []
-    length = tree["length"]
-    for depth in range(1, length + 1):
-        values = sorted(totals(tree, depth).values())
-        if any(b - a < MIN_GAP - 1e-9 for a, b in itertools.pairwise(values)):
-            problems.append(f"two sequences of length {depth} are closer than {MIN_GAP}")
-    everything = totals(tree, length)
-    best = max(everything, key=everything.get)
-    if beams(tree)[-1][0][0] == " ".join(best):
-        problems.append("the beam finds the most likely sequence (2.4 asks why it does not)")
-    for prefix in prefixes(tree["vocabulary"], length):
-        shares = sum(math.exp(value) for value in tree["next_token_log_probs"][prefix].values())
-        if abs(shares - 1) > 0.01:
-            problems.append(f"the probabilities after {prefix!r} add up to {shares:.3f}")
-    return problems
-
-
 def _hundredths(tree: Dict[str, Any], depth: int) -> Dict[Tuple[int, ...], int]:
     """Totals of every sequence of ``depth`` tokens (as token indices), in hundredths (the tree's numbers have two
     decimals, so these sums are exact)."""
@@ -148,18 +120,23 @@ def _hundredths(tree: Dict[str, Any], depth: int) -> Dict[Tuple[int, ...], int]:
     return found
 
 
-def _acceptable(tree: Dict[str, Any]) -> bool:
-    """The constraints of :func:`tree_problems`, fast (exact integer sums): used to draw trees."""
+def tree_problems(tree: Dict[str, Any]) -> List[str]:
+    """Why a tree would not keep the questions' point (empty when it does); :func:`draw_tree` draws until none."""
     gap = round(100 * MIN_GAP)
-    last: Dict[Tuple[int, ...], int] = {}
     for depth in range(1, tree["length"] + 1):
         last = _hundredths(tree, depth)
         values = sorted(last.values())
         if any(b - a < gap for a, b in itertools.pairwise(values)):
-            return False
+            return [f"two sequences of length {depth} are closer than {MIN_GAP}"]
     best = max(last, key=last.get)
-    found = beams(tree)[-1][0][0]
-    return found != " ".join(tree["vocabulary"][t] for t in best)
+    if beams(tree)[-1][0][0] == " ".join(tree["vocabulary"][t] for t in best):
+        return ["the beam finds the most likely sequence (2.4 asks why it does not)"]
+    problems = []
+    for prefix in prefixes(tree["vocabulary"], tree["length"]):
+        shares = sum(math.exp(value) for value in tree["next_token_log_probs"][prefix].values())
+        if abs(shares - 1) > 0.01:
+            problems.append(f"the probabilities after {prefix!r} add up to {shares:.3f}")
+    return problems
 
 
 def draw_tree(student_id: str, default_tree: Dict[str, Any]) -> Dict[str, Any]:
@@ -177,7 +154,7 @@ def draw_tree(student_id: str, default_tree: Dict[str, Any]) -> Dict[str, Any]:
         tree = {"description": default_tree.get("description", ""), "vocabulary": vocabulary,
                 "beam_size": default_tree["beam_size"], "length": default_tree["length"],
                 "next_token_log_probs": table}
-        if _acceptable(tree):
+        if not tree_problems(tree):
             return tree
     raise RuntimeError(f"no valid beam tree after {MAX_TRIES} tries")  # never seen; a test draws 500 IDs
 
