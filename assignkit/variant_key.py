@@ -3,8 +3,9 @@
     python -m assignkit.variant_key a1234567 [more IDs ...] [--json]
 
 Prints, per student ID, the gains of Part 1 and the correct typed answers (the formulas of 1.1 and 1.2 with that
-student's numbers, the edge terms of 1.3, the beams of 2.1-2.3), computed with ``source/hw_rnn/variants.py``
-(the module the notebook and the referee use). An empty ID gives the default variant, the solutions' key.
+student's numbers, the edge terms of 1.3 expanded the same way, the beams of 2.1-2.3), computed with
+``source/hw_rnn/variants.py`` (the module the notebook and the referee use). An empty ID gives the default variant,
+the solutions' key.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def key_of(student_id: str) -> Dict[str, Any]:
         "id_problem": variants.id_problem(student_id) if student_id else None,
         "recurrence": f"h_k = w ({a} u_k {'+' if b > 0 else '-'} {abs(b)} h_(k-1))",
         "answer_t": t, "answer_y": f"w*({t})", "answer_dy_dw": f"{a}*u3 + {2 * a * b}*w*u2 + {3 * a * b * b}*w^2*u1",
-        "answer_edge_q": "dy_dq * p", "answer_edge_s": "dy_ds * r", "answer_edge_y": "t",
+        "answer_edge_q": f"{a * b * b}*w^2*u1", "answer_edge_s": f"{a * b}*w*u2 + {a * b * b}*w^2*u1",
+        "answer_edge_y": t,
         "intermediates": variants.intermediates(variant),
         "beam_t1": beams[0], "beam_t2": beams[1], "beam_t3": beams[2],
     }

@@ -91,6 +91,51 @@ def test_record_then_compare_in_notebook_mode(hwcheck, tmp_path, monkeypatch, ca
         hwcheck.check("demo", lambda: {"y": torch.tensor([0.0, 2.0, 2.0])})
 
 
+def test_a_value_made_from_a_wrong_one_is_not_blamed_for_it(hwcheck):
+    """follows: recorded states identical to the layer's own (wrong) all_h are not reported, nor their hint; states
+    that differ from the layer's own all_h are, with the hint."""
+    enc = hwcheck._encode_all
+    expected = enc({"case0/all_h": torch.zeros(2, 3), "case0/recorded": torch.zeros(2, 3)})
+    hints = {"recorded": "call record_step for every state"}
+    follows = {"recorded": "all_h"}
+    wrong = torch.ones(2, 3)
+    same = hwcheck.compare_values(enc({"case0/all_h": wrong, "case0/recorded": wrong}), expected, hints=hints,
+                                  follows=follows)
+    assert len(same) == 1 and same[0].startswith("case0/all_h:")
+    unfollowed = hwcheck.compare_values(enc({"case0/all_h": wrong, "case0/recorded": wrong}), expected, hints=hints)
+    assert len(unfollowed) == 2 and "call record_step" in unfollowed[1]  # without follows: blamed as before
+    own = hwcheck.compare_values(enc({"case0/all_h": torch.zeros(2, 3), "case0/recorded": wrong}), expected,
+                                 hints=hints, follows=follows)
+    assert own == ["case0/recorded: call record_step for every state"]
+    both = hwcheck.compare_values(enc({"case0/all_h": wrong, "case0/recorded": 2 * wrong}), expected, hints=hints,
+                                  follows=follows)
+    assert len(both) == 2 and "call record_step" in both[1]
+
+
+def test_a_diagnosed_mistake_replaces_the_numbers_only_when_every_diagnostic_value_fits(hwcheck):
+    enc = hwcheck._encode_all
+    expected = enc({"a": torch.arange(3.0), "b": torch.ones(2)})
+    diagnoses = {"swapped": "you swapped the blocks"}
+    fits = enc({"a": torch.arange(3.0).flip(0), "b": torch.zeros(2), "diagnose/swapped/a": torch.arange(3.0),
+                "diagnose/swapped/b": torch.ones(2)})
+    assert hwcheck.compare_values(fits, expected, diagnoses=diagnoses) == ["swapped: you swapped the blocks"]
+    partly = {**fits, **enc({"diagnose/swapped/b": torch.zeros(2)})}
+    assert len(hwcheck.compare_values(partly, expected, diagnoses=diagnoses)) == 2  # not that mistake: the numbers
+    passing = enc({"a": torch.arange(3.0), "b": torch.ones(2), "diagnose/swapped/a": torch.arange(3.0)})
+    assert hwcheck.compare_values(passing, expected, diagnoses=diagnoses) == []  # a diagnosis never fails a check
+    assert len(hwcheck.compare_values(fits, expected)) == 2  # no diagnoses declared: the numbers
+
+
+def test_diagnostic_values_are_never_recorded(hwcheck, tmp_path, monkeypatch):
+    record = tmp_path / "rec.jsonl"
+    monkeypatch.setenv("HWCHECK_RECORD", str(record))
+    hwcheck.check("demo", lambda: {"y": torch.arange(3.0), "diagnose/flip/y": torch.arange(3.0).flip(0)},
+                  diagnoses={"flip": "flipped"}, follows={"y": "x"})
+    entry = json.loads(record.read_text())["values"]
+    assert list(entry["values"]) == ["y"] and entry["diagnoses"] == {"flip": "flipped"}
+    assert entry["follows"] == {"y": "x"}
+
+
 def test_record_mode_fails_when_the_solution_disagrees_with_the_reference(hwcheck, tmp_path, monkeypatch):
     monkeypatch.setenv("HWCHECK_RECORD", str(tmp_path / "rec.jsonl"))
     with pytest.raises(hwcheck.CheckFailed, match="disagrees with the reference"):

@@ -94,23 +94,6 @@ def test_a_wrong_loss_fn_costs_only_the_points_of_the_loss(fast_build, solution,
     assert failed == {"test_loss_fn_public", "test_loss_fn_hidden"}
 
 
-MESSAGES = {
-    "record_step never called": (
-        "rnn_layer", "            self.record_step(h)\n", "", "test_rnn_layer_public",
-        "recorded_steps: the recorded states are not all_h: call self.record_step(h_t) once for every new hidden"),
-    "recording left on": (
-        "gradient_norms", "        layer.recording = False\n", "        pass\n", "test_gradient_norms_public",
-        "recording_left_on: model.rnn.recording is still True: switch recording off again before gradient_norms"),
-}
-
-
-@pytest.mark.parametrize("bug", sorted(MESSAGES))
-def test_public_checks_say_what_is_wrong_in_the_students_terms(bug, fast_build, solution, tmp_path):
-    grade_id, old, new, check, text = MESSAGES[bug]
-    results = grade(fast_build, mutate(json.loads(json.dumps(solution)), grade_id, [(old, new)]), tmp_path)
-    assert text in results[check].message, results[check].message
-
-
 # --------------------------------------------------------------------------------------------------
 # Bugs that every grading must see: each mutant loses the points of its hidden check on every seed
 # --------------------------------------------------------------------------------------------------
@@ -348,3 +331,85 @@ def test_an_independent_implementation_passes_on_every_seed_and_its_bug_on_none(
         assert old in code
         buggy = sweep(masters, notebook, {grade_id: [(cell, code.replace(old, new))]}, check, references[notebook])
         assert [seed for seed, fraction, _ in buggy if fraction > 0] == []
+
+
+# --------------------------------------------------------------------------------------------------
+# What a public check says about a classic mistake (run here in one process, as the notebook runs it)
+# --------------------------------------------------------------------------------------------------
+LSTM_GATES = ("            f, i, o = self.recurrent_activation(gates[:, : 3 * size]).chunk(3, dim=1)\n"
+              "            c = f * c + i * self.activation(gates[:, 3 * size :])\n")
+LSTM_IN_TORCH_ORDER = ("            i, f, g, o = gates.chunk(4, dim=1)  # torch.nn.LSTM's order\n"
+                       "            i, f, o = (self.recurrent_activation(gate) for gate in (i, f, o))\n"
+                       "            c = f * c + i * self.activation(g)\n")
+CLIP_SCALING = "    if scale < 1:\n        for grad in grads:\n            grad.detach().mul_(scale)\n"
+CLIP_SECOND_LOOP = ("    if scale < 1:\n        for parameter in parameters:  # a generator is used up by now\n"
+                    "            if parameter.grad is not None:\n                parameter.grad.detach().mul_(scale)\n")
+RECORD_HINT = "call self.record_step(h_t) once for every new hidden state"
+
+PUBLIC_MESSAGES = {  # bug: (notebook, solution cell, [(old, new)], public check, words the message has, has not)
+    "record_step never called": ("q_rnn_and_grad", "rnn_layer", [(RECORD_STEP_GONE, "")], "test_rnn_layer_public",
+                                 ["recorded_steps: the states passed to record_step are not", RECORD_HINT], []),
+    "RNN: W_h not transposed": ("q_rnn_and_grad", "rnn_layer", [("recurrent = self.W_h.T", "recurrent = self.W_h")],
+                                "test_rnn_layer_public", ["all_h:", "first differing timestep t=1"],
+                                ["record_step", "recorded_steps"]),
+    "RNN: nonlinearity missing": ("q_rnn_and_grad", "rnn_layer", [(
+        "h = self.nonlinearity(torch.addmm(inputs[t], h, recurrent))", "h = torch.addmm(inputs[t], h, recurrent)")],
+        "test_rnn_layer_public", ["all_h:", "first differing timestep t=0"], ["record_step", "recorded_steps"]),
+    "LSTM gate blocks in torch's order": ("q_rnn_and_grad", "lstm_layer", [(LSTM_GATES, LSTM_IN_TORCH_ORDER)],
+                                          "test_lstm_layer_public",
+                                          ["1 problem(s)", "torch_gate_order:", "torch.nn.LSTM's order (i, f, g, o)",
+                                           "f, i, o, g"], ["record_step", "max abs error"]),
+    "LSTM gates f and i swapped (not torch's order)": ("q_rnn_and_grad", "lstm_layer", [(
+        "f, i, o = self.recurrent_activation", "i, f, o = self.recurrent_activation")], "test_lstm_layer_public",
+        ["all_h:"], ["torch_gate_order", "record_step"]),
+    "GRU: update gate on the wrong term": ("q_char_lm", "gru_layer", [("h = n + z * (h - n)", "h = h + z * (n - h)")],
+                                           "test_gru_layer_public",
+                                           ["1 problem(s)", "update_gate_on_the_wrong_term:",
+                                            "(1 - z) * n + z * h_prev"],
+                                           ["record_step", "max abs error"]),
+    "GRU: gates in the order z, r": ("q_char_lm", "gru_layer", [("r, z = self.recurrent_activation",
+                                                                 "z, r = self.recurrent_activation")],
+                                     "test_gru_layer_public", ["all_h:"], ["update_gate", "record_step"]),
+    "clipping loops over the parameters generator twice": ("q_char_lm", "clip_grad_norm",
+                                                           [(CLIP_SCALING, CLIP_SECOND_LOOP)],
+                                                           "test_clip_grad_norm_public",
+                                                           ["1 problem(s)", "generator_used_twice:",
+                                                            "parameters = list(parameters)"], ["max abs error"]),
+    "recording left on": ("q_rnn_and_grad", "gradient_norms", [("        layer.recording = False\n", "        pass\n")],
+                          "test_gradient_norms_public",
+                          ["recording_left_on: model.rnn.recording is still True: switch recording off"], []),
+    "clipping always, also below max_norm": ("q_char_lm", "clip_grad_norm", [("    if scale < 1:\n", "    if True:\n")],
+                                             "test_clip_grad_norm_public", ["unchanged/p0_grad"],
+                                             ["generator_used_twice"]),
+}
+
+
+def public_message(masters: dict, notebook: str, edits: dict, check: str) -> str:
+    """What the public check cell ``check`` prints when run after the edited solution cells ("" if it passes)."""
+    import hwcheck
+
+    namespace = swept_namespace(masters, notebook, edits)
+    cell = next("".join(c["source"]) for c in master_cells(notebook)
+                if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == check)
+    try:
+        exec(compile(cell, f"<{notebook}:{check}>", "exec"), namespace)
+    except hwcheck.CheckFailed as failure:
+        return str(failure)
+    return ""
+
+
+@pytest.mark.parametrize("bug", sorted(PUBLIC_MESSAGES))
+def test_public_checks_say_what_is_wrong_in_the_students_terms(masters, bug):
+    notebook, grade_id, edits, check, present, absent = PUBLIC_MESSAGES[bug]
+    message = public_message(masters, notebook, {grade_id: edits}, check)
+    assert message, f"{check} passed '{bug}'"
+    for words in present:
+        assert words in message, (words, message)
+    for words in absent:
+        assert words not in message, (words, message)
+
+
+def test_the_public_checks_pass_the_solution_with_its_diagnoses_silent(masters):
+    for notebook, check in (("q_rnn_and_grad", "test_rnn_layer_public"), ("q_rnn_and_grad", "test_lstm_layer_public"),
+                            ("q_char_lm", "test_gru_layer_public"), ("q_char_lm", "test_clip_grad_norm_public")):
+        assert public_message(masters, notebook, {}, check) == ""

@@ -43,7 +43,7 @@ def test_every_manually_graded_cell_has_a_rubric_that_adds_up_to_its_points() ->
     from assignkit.masters import read_masters
 
     found = [question for name, notebook in masters().items() for question in questions(notebook, name)]
-    assert len(found) == 27 and sum(question.points for question in found) == 57
+    assert len(found) == 28 and sum(question.points for question in found) == 59
     for master in read_masters(ROOT / "source" / "hw_rnn"):
         mine = {q.grade_id: q.points for q in found if q.notebook == f"{master.name}.ipynb"}
         assert mine == master.manual_points  # the same cells and points as the grader's manual points
@@ -84,7 +84,7 @@ def test_the_release_carries_no_rubric_and_the_solutions_show_every_rubric(fast_
     assert (release / "hwwritten.py").read_bytes() == (ROOT / "assignkit" / "grading" / "written.py").read_bytes()
     assert "fpdf2==2.8.9" in (release / "requirements.txt").read_text().splitlines()
     manifest = json.loads((release / "submission_manifest.json").read_text())
-    assert len(manifest["written"]) == 27
+    assert len(manifest["written"]) == 28
     assert not any("rubric" in entry or "model_answer" in entry for entry in manifest["written"])
 
 
@@ -165,7 +165,7 @@ def test_the_blank_release_gets_one_page_per_question_each_saying_unanswered(fas
     manifest = json.loads((folder / "submission_manifest.json").read_text())
     code, output = run_check(folder)
     assert code == 1 and "NOT READY" in output
-    assert "WARNING: 27 of 27 written questions have no answer yet (57 points" in output
+    assert "WARNING: 28 of 28 written questions have no answer yet (59 points" in output
     assert "1.E Linear recurrence (q_rnn_and_grad.ipynb, 3 points): still YOUR ANSWER HERE" in output
     texts = check_pdf(folder, manifest)
     for text in texts.values():
@@ -181,7 +181,7 @@ def test_a_full_set_puts_each_answer_in_its_own_page_range(fast_build: Path, tmp
     sentences = fill_answers(folder, manifest)
     code, output = run_check(folder)
     assert code == 0 and "READY" in output and "WARNING" not in output, output
-    assert f"wrote {PDF}: 27 written questions" in output
+    assert f"wrote {PDF}: 28 written questions" in output
     texts = check_pdf(folder, manifest)
     for grade_id, sentence in sentences.items():
         assert flat(sentence) in texts[grade_id], grade_id
@@ -270,6 +270,31 @@ def test_a_hostile_set_still_gets_exactly_one_page_range_per_question(fast_build
     assert flat("Name: <script>alert('name')</script>") in cover
 
 
+def test_the_cover_falls_back_on_the_typed_student_id_and_a_second_id_is_pointed_out(fast_build: Path,
+                                                                                    monkeypatch) -> None:
+    """The PDF cover reads the ID from the notebooks' first cell; left empty, it takes q_written's STUDENT_ID; two
+    different IDs get a note that the grader uses STUDENT_ID."""
+    release = fast_build / "release" / "hw_rnn"
+    monkeypatch.syspath_prepend(str(release))
+    for name in ("check_submission", "hwcheck", "hwcrosscheck", "hwsubmit", "hwwritten"):  # the release's own,
+        monkeypatch.setitem(sys.modules, name, None)  # (None until imported below) and removed afterwards
+        del sys.modules[name]
+    import check_submission
+
+    manifest = json.loads((release / "submission_manifest.json").read_text(encoding="utf-8"))
+    written = json.loads((release / "q_written.ipynb").read_text(encoding="utf-8"))
+    answer_cell(written, "student_id")["source"] = 'STUDENT_ID = "a1234567"\n'
+    contents = {name: None for name in manifest["notebooks"]}
+    contents["q_written.ipynb"] = written
+    header = check_submission.student_header(manifest, contents)
+    assert header["student_id"] == "a1234567" and check_submission.id_mismatch(header, contents) == ""
+    answer_cell(written, "student_info")["source"] = "**Name:** Ada\n\n**Student ID:** b7654321\n"
+    header = check_submission.student_header(manifest, contents)
+    assert header == {"name": "Ada", "student_id": "b7654321"}
+    note = check_submission.id_mismatch(header, contents)
+    assert "'b7654321'" in note and "'a1234567'" in note and "the grader uses STUDENT_ID" in note
+
+
 def test_an_unreadable_typed_answer_is_not_ready_and_empty_written_answers_are_a_warning(fast_build: Path,
                                                                                        tmp_path: Path) -> None:
     folder = student_folder(fast_build, tmp_path / "hw_rnn", solution=True)
@@ -278,7 +303,7 @@ def test_an_unreadable_typed_answer_is_not_ready_and_empty_written_answers_are_a
     (folder / "q_written.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
     code, output = run_check(folder)
     assert code == 0 and "READY" in output
-    assert "WARNING: 1 of 27 written questions have no answer yet (3 points" in output
+    assert "WARNING: 1 of 28 written questions have no answer yet (3 points" in output
     assert "4.1 Mini-batches of sequences with different lengths (q_written.ipynb, 3 points)" in output
     assert "BUT 1 written question(s) still have no answer" in output
     answer_cell(notebook, "beam_t1")["source"] = "beam_t1 = list(reversed([('network', -0.73), ('neural', -0.65)]))"
@@ -299,11 +324,11 @@ def test_the_build_writes_the_template_and_its_outline_and_the_readme_quotes_it(
     assert titles == [f"Question {entry['number']} {entry['title']}" for entry in manifest["written"]]
     outline = (solutions / "hw_rnn_written_outline.md").read_text(encoding="utf-8")
     rows = [line for line in outline.splitlines() if line.startswith("| ") and not line.startswith("| question")]
-    assert len(rows) == 27
+    assert len(rows) == 28
     for entry, (first, last), row in zip(manifest["written"], ranges, rows, strict=True):
         pages_text = str(first + 1) if first == last else f"{first + 1}–{last + 1}"
         assert row == f"| {entry['number']} {entry['title']} | {pages_text} | {entry['points']:g} |"
-    assert "57 points" in outline
+    assert "59 points" in outline
     committed = (ROOT / "solutions" / "hw_rnn" / "hw_rnn_written_outline.md").read_text(encoding="utf-8")
     assert committed == outline  # make release was run after the last change of the masters
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -333,7 +358,7 @@ def test_gradescope_output_has_a_hidden_zero_point_entry_per_written_question(fa
     grading.submission = inspect_submission(folder, dict(notebook_ids(course.suites)), course.extra_files)
     results = grading.gradescope()
     staff = [test for test in results["tests"] if test["visibility"] == "hidden"]
-    assert len(staff) == 27
+    assert len(staff) == 28
     assert all(test["score"] == 0 and test["max_score"] == 0 and test["output_format"] == "text" for test in staff)
     by_name = {test["name"]: test["output"] for test in staff}
     padding = by_name["4.1 Mini-batches of sequences with different lengths — written answer (staff only, graded by "
@@ -381,7 +406,7 @@ def test_the_grade_by_question_pages_escape_every_answer_and_the_merge_adds_up(f
     parent = submissions(fast_build, tmp_path / "submissions")
     out = write_views(parent, course, tmp_path / "out" / "written_answers")
     pages = sorted(out.glob("*.html"))
-    assert len(pages) == 28  # 27 questions and the index
+    assert len(pages) == 29  # 28 questions and the index
     for path in pages:
         text = path.read_text(encoding="utf-8")
         assert "Content-Security-Policy" in text and "default-src 'none'" in text and "script-src 'none'" in text
@@ -392,8 +417,8 @@ def test_the_grade_by_question_pages_escape_every_answer_and_the_merge_adds_up(f
     assert e.count("no answer (still YOUR ANSWER HERE)") == 1 and e.count("the notebook is missing") == 1
     with (out / "written_scores.csv").open(newline="") as handle:
         rows = list(csv.reader(handle))
-    assert rows[0][0] == "submission" and len(rows[0]) == 28 and rows[1][0] == MAX_ROW
-    assert sum(float(value) for value in rows[1][1:]) == 57
+    assert rows[0][0] == "submission" and len(rows[0]) == 29 and rows[1][0] == MAX_ROW
+    assert sum(float(value) for value in rows[1][1:]) == 59
     assert [row[0] for row in rows[2:]] == ["alice", "bob", "carol"]
 
     check_ids = [check.grade_id for suite in course.suites for check in suite.checks]
@@ -407,19 +432,61 @@ def test_the_grade_by_question_pages_escape_every_answer_and_the_merge_adds_up(f
         csv.writer(handle).writerows(rows)
     final = merge(tmp_path / "grades.csv", out / "written_scores.csv", tmp_path / "final.csv")
     by_name = {row["submission"]: row for row in final}
-    assert by_name["alice"]["total"] == "137.5" and by_name["alice"]["written"] == "57"
-    assert by_name["bob"]["total"] == "1.5" and by_name["bob"]["written_ungraded"] == "25"
-    assert all(row["max_total"] == "145" for row in final)
+    assert by_name["alice"]["total"] == "139.5" and by_name["alice"]["written"] == "59"
+    assert by_name["bob"]["total"] == "1.5" and by_name["bob"]["written_ungraded"] == "26"
+    assert all(row["max_total"] == "147" for row in final)
     for row in final:
         written_sum = sum(float(row[q]) for q in rows[0][1:] if row[q])
         assert float(row["total"]) == float(row["autograded"]) + written_sum
     with (tmp_path / "final.csv").open(newline="") as handle:
-        assert next(csv.DictReader(handle))["total"] == "137.5"
+        assert next(csv.DictReader(handle))["total"] == "139.5"
     rows[3][1] = "4"  # more than 1.E's 3 points
     with (out / "written_scores.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows(rows)
     with pytest.raises(MergeError, match=r"outside 0\.\.3"):
         merge(tmp_path / "grades.csv", out / "written_scores.csv", tmp_path / "final.csv")
+
+
+def test_the_question_about_the_students_tree_shows_each_students_own_key(fast_build: Path, tmp_path: Path) -> None:
+    """2.4 is about the student's own beam-search tree: its page (and its staff-only Gradescope entry) shows, beside
+    each answer, the key of the variant the submitted STUDENT_ID selects; an ID that is not valid (here hostile
+    markup) is said so, escaped, and the default key shown. Other questions' pages show no key."""
+    from assignkit.grading.autograde import Grading
+    from assignkit.grading.byquestion import write_views
+    from assignkit.grading.course import Course
+    from assignkit.variant_key import key_of
+
+    parent = tmp_path / "submissions"
+    typed = {"dana": "a1234567", "erin": "b7654321", "mallory": "<b>x</b>"}
+    for name, student_id in typed.items():
+        folder = student_folder(fast_build, parent / name, solution=True)
+        notebook = json.loads((folder / "q_written.ipynb").read_text(encoding="utf-8"))
+        answer_cell(notebook, "student_id")["source"] = f"STUDENT_ID = {student_id!r}\n"
+        (folder / "q_written.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
+    course = Course.from_repo(fast_build)
+    out = write_views(parent, course, tmp_path / "written_answers")
+    page = (out / "written_beam_exact.html").read_text(encoding="utf-8")
+    sections = {name: page[page.index(f'<h2 id="{name}">'):] for name in typed}
+    for name in ("dana", "erin"):
+        key = key_of(typed[name])
+        mine = sections[name].split("</section>")[0]
+        assert f"STUDENT_ID &#x27;{typed[name]}&#x27;" in mine
+        assert f"beam after step 3: &#x27;{key['beam_t3'][0][0]}&#x27; {key['beam_t3'][0][1]:.2f}" in mine
+        assert f"h_k = w ({key['recurrence'].split('(', 1)[1]}" in mine
+    assert key_of("a1234567")["beam_t3"] != key_of("b7654321")["beam_t3"]
+    hostile = sections["mallory"].split("</section>")[0]
+    assert "no valid STUDENT_ID" in hostile and "&lt;b&gt;x&lt;/b&gt;" in hostile and "<b>x</b>" not in hostile
+    assert f"&#x27;{key_of('')['beam_t3'][0][0]}&#x27;" in hostile
+    assert "Variant of this submission" not in (out / "written_padding.html").read_text(encoding="utf-8")
+
+    grading = Grading(course, parent / "dana", tmp_path / "results")
+    from assignkit.grading.course import notebook_ids
+    from assignkit.grading.submission import inspect_submission
+
+    grading.submission = inspect_submission(parent / "dana", dict(notebook_ids(course.suites)), course.extra_files)
+    entries = {test["name"][:4]: test["output"] for test in grading.written_tests()}
+    assert "=== THIS STUDENT'S VARIANT" in entries["2.4 "] and "STUDENT_ID 'a1234567'" in entries["2.4 "]
+    assert "THIS STUDENT'S VARIANT" not in entries["2.5 "]
 
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -63,7 +63,7 @@ ACCEPTED = {
     "answer_t": 'answer_t = "t = w(w u1 + u2) + u3"',
     "answer_dy_dw": 'answer_dy_dw = "dy_dw = 3w²u1 + 2·w·u2 + u3"',
     "answer_edge_q": 'answer_edge_q = "w^2 * u1"',
-    "answer_edge_s": 'answer_edge_s = "r*w"',
+    "answer_edge_s": 'answer_edge_s = "w (u2 + w u1)"',
     "beam_t2": 'beam_t2 = [(("network", "neural"), -1.33), ("Neural  Network", -1.250)]',
 }
 # variant -> (edited answer cells, the answer cells whose checks must fail)
@@ -71,15 +71,15 @@ VARIANTS = {
     "a": ({
         "answer_t": f"answer_t = {UNSAFE!r}",
         "answer_dy_dw": 'answer_dy_dw = "u3 + 2*w*u2"',  # the w^2 path is missing
-        "answer_edge_s": 'answer_edge_s = "dy_ds * w"',
+        "answer_edge_s": 'answer_edge_s = "w*u2"',  # the path through q is missing
         "beam_t2": 'beam_t2 = [("neural network", -1.25), ("neural neural", -1.45)]',
         "beam_t3": 'beam_t3 = STAFF_BEAMS[3]  # computed, not written out: not read when grading',
         "beam_search": ONE_BEAM,
     }, {"answer_t", "answer_dy_dw", "answer_edge_s", "beam_t2", "beam_t3", "beam_search"}),
     "b": ({
         "answer_y": 'answer_y = "w*u3 + w^2*u2 + w^2*u1"',
-        "answer_edge_q": 'answer_edge_q = "dy_dq"',  # forgot the factor p
-        "answer_edge_y": 'answer_edge_y = "dy_dt * t"',
+        "answer_edge_q": 'answer_edge_q = "w*u1"',  # one factor w short
+        "answer_edge_y": 'answer_edge_y = "dy_dt * t"',  # the graph's names: not allowed any more
         "beam_t1": 'beam_t1 = [("neural", 0.52), ("network", 0.48)]',  # probabilities, not log-probabilities
         "beam_t3": 'beam_t3 = [("neural neural neural", -1.46), ("neural network network", -1.85)]',
         "beam_search": ASCENDING,

@@ -40,6 +40,7 @@ from .seeds import check_seed, read_key
 from .startup import preflight
 from .submission import STUDENT_LOG, Submission, inspect_submission
 from .suites import Suite, SuiteCheck
+from .variantkeys import VariantKeys
 
 TOTAL_SECONDS = 480.0
 """Wall-clock budget for all notebooks together: Gradescope's default time-out is 600 s."""
@@ -111,9 +112,9 @@ MAX_STAFF_ANSWER = 5000
 ``results.MAX_OUTPUT``, with the model answer and the rubric)."""
 
 
-def written_staff_text(question: written.Question, answer: written.Answer) -> str:
+def written_staff_text(question: written.Question, answer: written.Answer, variant_key: str = "") -> str:
     """What the staff-only entry of a written question says: the student's answer (as plain text, bounded), the
-    model answer and the rubric."""
+    key of the student's own variant when the question is about it, the model answer and the rubric."""
     if answer.status == written.ANSWERED:
         text = answer.text.strip()
         shown = text if len(text) <= MAX_STAFF_ANSWER else \
@@ -123,12 +124,14 @@ def written_staff_text(question: written.Question, answer: written.Answer) -> st
     else:
         shown = "(no answer: still YOUR ANSWER HERE)"
     rubric = [f"  [{points:g}] {item}" for item, points in question.rubric]
-    budget = results.MAX_OUTPUT - len(shown) - sum(len(line) + 1 for line in rubric) - 400
+    key = ["=== THIS STUDENT'S VARIANT (the model answer below is the default variant's) ===", variant_key, ""] \
+        if variant_key else []
+    budget = results.MAX_OUTPUT - len(shown) - sum(len(line) + 1 for line in rubric + key) - 400
     model = question.model_answer.strip()
     if len(model) > max(500, budget):
         model = model[:max(500, budget)].rstrip() + "\n… (the rest is in the solutions)"
     return "\n".join([f"STAFF ONLY, 0 points: grade {question.label} ({question.points:g} points) by hand.", "",
-                      "=== STUDENT'S ANSWER (plain text, as submitted) ===", shown, "",
+                      "=== STUDENT'S ANSWER (plain text, as submitted) ===", shown, "", *key,
                       f"=== RUBRIC ({question.points:g} points) ===", *rubric, "",
                       "=== MODEL ANSWER ===", model])
 
@@ -539,14 +542,19 @@ class Grading:
     def written_tests(self) -> List[Dict[str, Any]]:
         """One staff-only 0-point entry per written question: the student's answer, the model answer, the rubric."""
         tests = []
+        keys: Any = None
         for suite in self.course.suites:
             found = self.submission.files.get(suite.filename) if self.submission is not None else None
             notebook = found.content if found is not None else None
             for question in self.written_questions(suite):
                 answer = written.answer_of(notebook, question.grade_id, limit=4 * MAX_STAFF_ANSWER) \
                     if notebook is not None else written.Answer(written.MISSING)
+                variant_key = ""
+                if question.variant:
+                    keys = keys or VariantKeys.of(self.course)
+                    variant_key = keys.describe(notebook) if keys else "(the course's variants could not be loaded)"
                 tests.append(results.staff_only_test(f"{question.label} — written answer (staff only, graded by "
-                                                     "hand)", written_staff_text(question, answer),
+                                                     "hand)", written_staff_text(question, answer, variant_key),
                                                      [suite.filename, "written"]))
         return tests
 

@@ -53,7 +53,7 @@ SCRIPTS = ("setup.sh", "run_autograder", "create_sandbox_user.sh", "requirements
 EXECUTABLE = {"setup.sh", "run_autograder", "create_sandbox_user.sh"}
 GRADER_MODULES = ("__init__", "autograde", "byquestion", "child", "course", "crosscheck", "flags", "grade",
                   "gradescope", "identity", "landlock", "redact", "results", "runner", "sandbox", "scoring", "scratch",
-                  "seeds", "startup", "submission", "suites", "titles", "written")
+                  "seeds", "startup", "submission", "suites", "titles", "variantkeys", "written")
 PACKAGE_INIT = b'"""The grading runtime of the RNN homework (shipped inside the Gradescope bundle)."""\n'
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 OUTPUT = Path("autograder") / "dist" / "autograder.zip"

@@ -6,10 +6,12 @@ and the merge of that CSV with the autograded scores.
         --written results/written_answers/written_scores.csv --out final_grades.csv
 
 ``grade --many`` writes the views itself (into ``OUT/written_answers/``). Each page shows, for one question, its
-prompt, the model answer and the rubric, then every student's answer. Student text is hostile: it is only ever
-HTML-escaped text inside ``<pre>``, and every page carries a Content-Security-Policy that allows no script, no
-request and no style but the page's own (by its hash), so nothing from an answer can run or load anything in the
-staff's browser. Standard library only (it ships in the bundle with the rest of the grader).
+prompt, the model answer and the rubric, then every student's answer; a question about the student's own
+variant (``variant_key`` in its metadata, e.g. 2.4's beam search) also shows that student's key. Student text
+is hostile: it is only ever HTML-escaped text inside ``<pre>``, and every page carries a Content-Security-Policy
+that allows no script, no request and no style but the page's own (by its hash), so nothing from an answer can
+run or load anything in the staff's browser. Standard library only (it ships in the bundle with the rest of the
+grader).
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from . import written
 from .course import Course, notebook_ids
 from .submission import inspect_submission
+from .variantkeys import VariantKeys
 
 MAX_SHOWN = 50_000
+VARIANT = "variant key"  # answers[submission][(VARIANT, notebook)]: that submission's variant key, as text
 WRITTEN_CSV = "written_scores.csv"
 MAX_ROW = "(max points)"
 STYLE = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
@@ -69,12 +73,16 @@ def slug(question: written.Question) -> str:
 
 def collect(parent: Path, course: Course) -> Tuple[List[written.Question], List[str], Dict[str, Dict[str, Any]]]:
     """``(questions in order, submission names, {submission: {grade_id: Answer}})`` for every subfolder of
-    ``parent``. Notebooks are only read as JSON (never run), with the grader's own file rules."""
+    ``parent``; a submission's entry ``(VARIANT, notebook)`` holds its variant key (text) of that notebook when
+    a question of it is about the student's variant. Notebooks are only read as JSON (never run), with the
+    grader's own file rules."""
     questions: List[written.Question] = []
     for suite in course.suites:
         master = json.loads(course.master_path(suite).read_text(encoding="utf-8"))
         questions += written.questions(master, suite.filename)
     names = sorted(p.name for p in parent.iterdir() if p.is_dir() and not p.name.startswith("."))
+    with_variants = {question.notebook for question in questions if question.variant}
+    keys = VariantKeys.of(course) if with_variants else None
     answers: Dict[str, Dict[str, Any]] = {}
     for name in names:
         submission = inspect_submission(parent / name, dict(notebook_ids(course.suites)), course.extra_files)
@@ -84,6 +92,10 @@ def collect(parent: Path, course: Course) -> Tuple[List[written.Question], List[
             notebook = found.content if found is not None else None
             mine[question.grade_id] = written.answer_of(notebook, question.grade_id, limit=4 * MAX_SHOWN) \
                 if notebook is not None else written.Answer(written.MISSING)
+        for filename in with_variants:
+            found = submission.files.get(filename)
+            mine[(VARIANT, filename)] = keys.describe(found.content if found is not None else None) if keys else \
+                "(this course's variants could not be loaded: no key to show)"
         answers[name] = mine
     return questions, names, answers
 
@@ -104,6 +116,8 @@ def question_page(question: written.Question, names: Sequence[str], answers: Map
         answer = answers[name][question.grade_id]
         parts.append(f'<section><h2 id="{html.escape(re.sub(r"[^A-Za-z0-9_-]", "_", name))}">'
                      f"{html.escape(name)}</h2>")
+        if question.variant:
+            parts.append(pre(str(answers[name].get((VARIANT, question.notebook), "")), "key"))
         if answer.status == written.ANSWERED:
             parts.append(pre(answer.text, length=answer.length))
         elif answer.status == written.MISSING:

@@ -23,7 +23,8 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 FORMAT = 2
 KINDS = ("sandbox", "referee", "static")
-SPEC_KEYS = ("rtol", "atol", "layouts", "compare", "score", "hints", "seeded", "kernels", "variable", "cell")
+SPEC_KEYS = ("rtol", "atol", "layouts", "compare", "score", "hints", "follows", "diagnoses", "seeded", "kernels",
+             "variable", "cell")
 
 
 @dataclass(frozen=True)

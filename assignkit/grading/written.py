@@ -6,7 +6,9 @@ metadata also carries
 * ``rubric``: ``[{"item": text, "points": number}, ...]``, items that add up to the cell's points (staff only:
   the build strips it from the release);
 * ``report_figure`` (optional): the grade_id of the code cell whose figure the question asks the student to
-  report on; the student's PDF shows that cell's last image.
+  report on; the student's PDF shows that cell's last image;
+* ``variant_key`` (optional, true): the question is about numbers of the student's own variant (``variants.py``),
+  so the staff's views show each student's key beside the answer.
 
 Used at build time (``questions`` on a master or a release notebook), by the student's ``check_submission.py``
 (this file ships in the release as ``hwwritten.py``; there the questions come from the submission manifest)
@@ -25,6 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 UNANSWERED = "YOUR ANSWER HERE"
 RUBRIC_KEY = "rubric"
 FIGURE_KEY = "report_figure"
+VARIANT_KEY = "variant_key"
 STUDENT_INFO_ID = "student_info"
 MAX_FIGURE_BYTES = 8 * 1024 * 1024
 MAX_INFO_CHARS = 200
@@ -51,6 +54,7 @@ class Question:
     rubric: Tuple[Tuple[str, float], ...] = ()
     figure: str = ""
     model_answer: str = ""
+    variant: bool = False  # about the student's own variant: the staff views show each student's key
 
     @property
     def label(self) -> str:
@@ -65,6 +69,7 @@ class Question:
         if staff:
             data["rubric"] = [{"item": item, "points": points} for item, points in self.rubric]
             data["model_answer"] = self.model_answer
+            data["variant"] = self.variant
         return data
 
     @classmethod
@@ -72,7 +77,7 @@ class Question:
         rubric = tuple((str(entry["item"]), float(entry["points"])) for entry in data.get("rubric", []))
         return cls(str(data["notebook"]), str(data["grade_id"]), str(data["number"]), str(data["title"]),
                    float(data["points"]), str(data.get("prompt", "")), rubric, str(data.get("figure", "")),
-                   str(data.get("model_answer", "")))
+                   str(data.get("model_answer", "")), bool(data.get("variant", False)))
 
 
 @dataclass(frozen=True)
@@ -164,7 +169,7 @@ def questions(notebook: Mapping[str, Any], name: str) -> List[Question]:
                        for entry in _meta(cell).get(RUBRIC_KEY, []) or [] if isinstance(entry, Mapping))
         result.append(Question(name, grade_id, number, title, float(_nbgrader(cell).get("points", 0) or 0),
                                _prompt(cells, index), rubric, str(_meta(cell).get(FIGURE_KEY, "") or ""),
-                               cell_text(cell).strip()))
+                               cell_text(cell).strip(), _meta(cell).get(VARIANT_KEY) is True))
     return result
 
 

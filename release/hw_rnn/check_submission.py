@@ -107,14 +107,42 @@ def written_entries(manifest: Dict[str, Any], contents: Dict[str, Any]) -> List[
     return entries
 
 
+def typed_student_id(contents: Dict[str, Any]) -> str:
+    """The ``STUDENT_ID`` typed in a notebook's code (q_written's, which picks the numbers of its Parts 1 and 2), or
+    '' when no notebook sets one."""
+    for notebook in contents.values():
+        if notebook is None:
+            continue
+        try:
+            value = hwcheck.read_literal_answer(notebook, "STUDENT_ID", "student_id")
+        except hwcheck.AnswerUnreadable:
+            continue
+        if isinstance(value, str) and value.strip():
+            return " ".join(value.split())[:hwwritten.MAX_INFO_CHARS]
+    return ""
+
+
 def student_header(manifest: Dict[str, Any], contents: Dict[str, Any]) -> Dict[str, str]:
-    """Name and student ID from the first cell of the first notebook (the next notebooks if it is left empty)."""
+    """Name and student ID from the first cell of the first notebook (the next notebooks if it is left empty); the
+    ID falls back on the ``STUDENT_ID`` typed in q_written."""
     header = {"name": "", "student_id": ""}
     for name in manifest["notebooks"]:
         if contents.get(name) is not None:
             info = hwwritten.student_info(contents[name])
             header = {key: header[key] or info[key] for key in header}
+    header["student_id"] = header["student_id"] or typed_student_id(contents)
     return header
+
+
+def id_mismatch(header: Dict[str, str], contents: Dict[str, Any]) -> str:
+    """A note when the ID at the top of the notebooks and q_written's ``STUDENT_ID`` differ, or ''."""
+    typed = typed_student_id(contents)
+    shown = header.get("student_id", "")
+    if typed and shown and typed.lower() != shown.lower():
+        return (f"the Student ID at the top of your notebooks ({shown!r}) is not the STUDENT_ID in q_written "
+                f"({typed!r}); the grader uses STUDENT_ID for the numbers of q_written's Parts 1 and 2: make both "
+                "your own ID")
+    return ""
 
 
 def write_pdf(target: Path, entries: List[Dict[str, Any]], header: Dict[str, str]) -> Tuple[str, List[Any]]:
@@ -198,7 +226,11 @@ def check_all(folder: Path) -> Tuple[List[str], List[str], Dict[str, Path], List
             (problems if "DISAGREES" in note or "records no sha256" in note else notes).append(note)
     files = {name: found.path for name, found in submission.files.items() if found.usable and found.path}
     contents = {name: notebook_json(submission.files[name]) for name in manifest["notebooks"]}
-    return problems, notes, files, written_entries(manifest, contents), student_header(manifest, contents)
+    header = student_header(manifest, contents)
+    mismatch = id_mismatch(header, contents)
+    if mismatch:
+        notes.append(mismatch)
+    return problems, notes, files, written_entries(manifest, contents), header
 
 
 def write_zip(target: Path, files: Dict[str, Path]) -> None:

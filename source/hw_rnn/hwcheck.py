@@ -41,6 +41,7 @@ Values = Dict[str, Encoded]
 DEFAULT_RTOL = 1e-6
 DEFAULT_ATOL = 1e-6
 RECORD_TOLERANCE = 1e-9
+DIAGNOSE = "diagnose/"  # prefix of a probe's diagnostic values (see compare_values)
 MAX_TEXT = 2000
 MAX_ELEMENTS = 1_000_000
 
@@ -454,6 +455,8 @@ def compare_values(
     reveal: bool = True,
     compare: Optional[Mapping[str, Mapping[str, Any]]] = None,
     hints: Optional[Mapping[str, str]] = None,
+    follows: Optional[Mapping[str, str]] = None,
+    diagnoses: Optional[Mapping[str, str]] = None,
 ) -> List[str]:
     """Compare every expected key; return the list of problems (empty when everything matches).
 
@@ -462,11 +465,23 @@ def compare_values(
     off before returning" instead of "max abs error 1"). When a value ``key`` comes with its length
     (``key + "/length"``) and the length is wrong too, the length's message is the one that explains it: the
     hint of ``key`` (which assumes the right length) is not shown.
+
+    ``follows`` maps a value to the value it is made from (``{"recorded_steps": "all_h"}``: the states passed
+    to ``record_step`` are the layer's own ``all_h``). When both are wrong and the actual values are identical,
+    the follower's mismatch is only the consequence of the other's and is not listed (nor its hint, which
+    would blame the follower).
+
+    ``diagnoses`` maps the name of a classic mistake to what to do about it. A probe that can tell a mistake
+    apart computes, under ``"diagnose/<name>/<key>"``, the values its code gives in a setting where that
+    mistake would produce the expected ``<key>`` (e.g. the LSTM run on weights with the gate blocks in torch's
+    order). When the check fails and every such value matches its expected one, the mistake's hint is the only
+    problem listed. Diagnostic values are feedback only: they are never recorded nor required.
     """
     problems = []
     layouts = layouts or {}
     compare = compare or {}
     hints = hints or {}
+    follows = follows or {}
 
     def problem_of(key: str) -> Optional[str]:
         short = key.rsplit("/", 1)[-1]
@@ -474,17 +489,43 @@ def compare_values(
                              reveal=reveal, spec=compare.get(short))
 
     for key in expected:
+        if key.startswith(DIAGNOSE):
+            continue
         if key not in actual:
             problems.append(f"{key}: no value was produced")
             continue
-        short = key.rsplit("/", 1)[-1]
+        prefix, _, short = key.rpartition("/")
         problem = problem_of(key)
         if problem:
+            source = f"{prefix}/{follows[short]}" if prefix and short in follows else follows.get(short)
+            if (source and source in expected and source in actual and actual[source] == actual[key]
+                    and problem_of(source) is not None):
+                continue  # wrong only because its source is, whose problem is listed
             length = f"{key}/length"
             wrong_length = length in expected and length in actual and problem_of(length) is not None
             hint = _hint_for(short, hints)
             problems.append(f"{key}: {hint}" if hint and not wrong_length else problem)
+    if problems:
+        diagnosis = _diagnosis(actual, expected, diagnoses or {}, rtol=rtol, atol=atol)
+        if diagnosis:
+            return [diagnosis]
     return problems
+
+
+def _diagnosis(actual: Mapping[str, Encoded], expected: Mapping[str, Encoded], diagnoses: Mapping[str, str], *,
+               rtol: float, atol: float) -> Optional[str]:
+    """``"<name>: <hint>"`` for the first diagnosed mistake whose diagnostic values all match (see
+    :func:`compare_values`), else ``None``."""
+    for name, hint in diagnoses.items():
+        marker = f"{DIAGNOSE}{name}/"
+        keys = [key for key in actual if key.startswith(marker)]
+        if keys and all(
+            key[len(marker):] in expected
+            and compare_value(key, actual[key], expected[key[len(marker):]], rtol=rtol, atol=atol) is None
+            for key in keys
+        ):
+            return f"{name}: {hint}"
+    return None
 
 
 def evaluate(actual: Mapping[str, Encoded], entry: Mapping[str, Any], *, reveal: bool = True
@@ -511,6 +552,8 @@ def evaluate(actual: Mapping[str, Encoded], entry: Mapping[str, Any], *, reveal:
         reveal=reveal,
         compare=entry.get("compare") or {},
         hints=entry.get("hints") or {},
+        follows=entry.get("follows") or {},
+        diagnoses=entry.get("diagnoses") or {},
     )
     if problems:
         return 0.0, problems, f"{len(problems)} problem(s)"
@@ -871,9 +914,11 @@ def _run_probe(name: str, probe: Callable[..., Any], seed: Optional[int], kernel
         return _error_report(exc, probe)
 
 
-def _options(rtol: float, atol: float, layouts: Any, compare: Any, score: Any, hints: Any = None) -> Dict[str, Any]:
+def _options(rtol: float, atol: float, layouts: Any, compare: Any, score: Any, hints: Any = None, follows: Any = None,
+             diagnoses: Any = None) -> Dict[str, Any]:
     return {"rtol": rtol, "atol": atol, "layouts": dict(layouts or {}), "compare": dict(compare or {}),
-            "score": dict(score or {}), "hints": dict(hints or {})}
+            "score": dict(score or {}), "hints": dict(hints or {}), "follows": dict(follows or {}),
+            "diagnoses": dict(diagnoses or {})}
 
 
 def check(
@@ -890,6 +935,8 @@ def check(
     compare: Optional[Mapping[str, Mapping[str, Any]]] = None,
     score: Optional[Mapping[str, Any]] = None,
     hints: Optional[Mapping[str, str]] = None,
+    follows: Optional[Mapping[str, str]] = None,
+    diagnoses: Optional[Mapping[str, str]] = None,
 ) -> None:
     """Run one check; its ``name`` is the grade_id of the notebook cell that calls it.
 
@@ -900,9 +947,10 @@ def check(
     e.g. the saved model, and never runs student code). ``layouts`` maps a value name to its axis letters
     (``{"all_h": "BTH"}``) for clearer messages; ``compare`` says how text values are compared (see
     :func:`compare_value`); ``score`` makes the check partial-credit (see :func:`evaluate`); ``hints`` maps a
-    value's name to what its mismatch means in the student's terms.
+    value's name to what its mismatch means in the student's terms; ``follows`` and ``diagnoses`` keep a message
+    on the mistake actually made (see :func:`compare_values`).
     """
-    options = _options(rtol, atol, layouts, compare, score, hints)
+    options = _options(rtol, atol, layouts, compare, score, hints, follows, diagnoses)
     if _mode in ("quiet", "probe"):
         if _mode == "probe" and name in _requests and where == "sandbox" and _sink is not None:
             _sink(name, _run_probe(name, probe, _requests[name].get("seed") if seeded else None, kernels))
@@ -1026,6 +1074,7 @@ def _record_check(name: str, probe: Callable[..., Any], reference: Optional[Call
             raise CheckFailed(f"{name}: the staff solution calls {report['kernels']}")
         actual = report["values"]
         expected = _encode_all(_call(reference, seed)) if reference is not None else actual
+        expected = {key: value for key, value in expected.items() if not key.startswith(DIAGNOSE)}
         if not options["score"]:
             strict = {**options, "values": expected, "rtol": RECORD_TOLERANCE, "atol": RECORD_TOLERANCE}
             _, problems, _ = evaluate(actual, strict)

@@ -139,18 +139,41 @@ def tree_problems(tree: Dict[str, Any]) -> List[str]:
     return problems
 
 
+def _passes_fast(nodes: Dict[Tuple[int, ...], Tuple[int, int]], length: int, beam_size: int) -> bool:
+    """The gap rule and 2.4's rule of :func:`tree_problems`, fast: node values in hundredths (as
+    :func:`_hundredths` has them), keyed by the word indices of their prefix. A draw checks this first and calls
+    ``tree_problems`` (which has the last word) only on a tree that passes, so the tree drawn is the one
+    ``tree_problems`` alone would give."""
+    gap = round(100 * MIN_GAP)
+    totals: Dict[Tuple[int, ...], int] = {(): 0}
+    kept: List[Tuple[int, ...]] = [()]
+    for _ in range(length):
+        totals = {(*prefix, word): total + nodes[prefix][word] for prefix, total in totals.items() for word in (0, 1)}
+        values = sorted(totals.values())
+        if any(b - a < gap for a, b in itertools.pairwise(values)):
+            return False
+        kept = sorted(((*prefix, word) for prefix in kept for word in (0, 1)), key=totals.__getitem__,
+                      reverse=True)[:beam_size]  # no ties: the gap rule holds
+    return kept[0] != max(totals, key=totals.__getitem__)
+
+
 def draw_tree(student_id: str, default_tree: Dict[str, Any]) -> Dict[str, Any]:
     """The beam-search tree of a (non-empty) student ID: the default tree's words, length and beam size, with
     probabilities drawn until every constraint holds."""
     rng = _rng(student_id, "beam tree")
     vocabulary = list(default_tree["vocabulary"])
     choices = [node_log_probs(p) for p in PROBABILITIES]
+    hundredths = {choice: (round(100 * choice[0]), round(100 * choice[1])) for choice in choices}
     keys = prefixes(vocabulary, default_tree["length"])
+    indices = {key: tuple(vocabulary.index(word) for word in key.split()) for key in keys}
     for _ in range(MAX_TRIES):
-        table = {}
+        table, nodes = {}, {}
         for prefix in keys:
             first, second = rng.choice(choices)
             table[prefix] = {vocabulary[0]: first, vocabulary[1]: second}
+            nodes[indices[prefix]] = hundredths[(first, second)]
+        if not _passes_fast(nodes, default_tree["length"], default_tree["beam_size"]):
+            continue
         tree = {"description": default_tree.get("description", ""), "vocabulary": vocabulary,
                 "beam_size": default_tree["beam_size"], "length": default_tree["length"],
                 "next_token_log_probs": table}
