@@ -1,8 +1,9 @@
-"""Every hidden check catches at least one plausible bug.
+"""Every hidden check catches at least one plausible bug, and the public checks say what it is.
 
-Each mutation edits one solution cell of the executed solution notebook the way a student might get it
-wrong, grades the result through the sandboxed runner, and expects the named hidden check to fail (while
-the unmutated solution passes everything).
+Each mutation edits one solution cell the way a student might get it wrong. The unmutated solution and a wrong
+loss function are graded through the real sandboxed runner; the mutants run their check's probe and reference
+in one process on 24 fresh seeds (exactly as the referee pairs them, without a sandbox: speed), and the named
+hidden check must give no points on any of them. The public checks' messages are checked the same way.
 """
 
 from __future__ import annotations
@@ -78,12 +79,16 @@ def test_unmutated_solution_passes_every_check(fast_build, solution, tmp_path):
 
 
 @pytest.mark.parametrize("bug", sorted(MUTATIONS))
-def test_hidden_check_catches(bug, fast_build, solution, tmp_path):
+def test_hidden_check_catches(bug, masters, references):
+    """On every sweep seed (probe and reference paired in one process, as the referee pairs them; the sandboxed
+    path itself is graded by the tests above and the attack corpus)."""
     grade_id, old, new, old2, new2, hidden_check = MUTATIONS[bug]
     edits = [(old, new)] + ([(old2, new2)] if old2 else [])
-    results = grade(fast_build, mutate(json.loads(json.dumps(solution)), grade_id, edits), tmp_path)
-    assert results[hidden_check].points == 0, f"{hidden_check} missed: {bug}"
-    assert results[hidden_check].message, "a failed check explains itself"
+    outcomes = sweep(masters, "q_rnn_and_grad", {grade_id: edits}, hidden_check, references["q_rnn_and_grad"])
+    assert len(outcomes) >= 20
+    escaped = [seed for seed, fraction, _ in outcomes if fraction > 0]
+    assert escaped == [], f"{hidden_check} missed '{bug}' on seeds {escaped}"
+    assert all(problem for _, _, problem in outcomes), "a failed check explains itself"
 
 
 def test_a_wrong_loss_fn_costs_only_the_points_of_the_loss(fast_build, solution, tmp_path):
@@ -145,6 +150,9 @@ HIDDEN_PROBES = {
     "test_lstm_layer_hidden": ("probe_lstm_layer_hidden", "reference_lstm_layer_hidden"),
     "test_stacked_rnn_hidden": ("probe_stacked_rnn_hidden", "probe_stacked_rnn_hidden"),
     "test_stacked_lstm_hidden": ("probe_stacked_lstm_hidden", "probe_stacked_lstm_hidden"),
+    "test_regression_model_hidden": ("probe_regression_model_hidden", "probe_regression_model_hidden"),
+    "test_loss_fn_hidden": ("probe_loss_fn_hidden", "reference_loss_fn_hidden"),
+    "test_gradient_norms_hidden": ("probe_gradient_norms_hidden", "probe_gradient_norms_hidden"),
     "test_gru_layer_hidden": ("probe_gru_layer_hidden", "reference_gru_layer_hidden"),
     "test_beam_decode_hidden": ("probe_beam_hidden", "reference_beam_hidden"),
 }
