@@ -1070,6 +1070,10 @@ def clip_grad_norm(parameters, max_norm):
 '''
 
 
+UNTRACED_GROUP = pytest.mark.xdist_group("untraced")
+"""The tests that read ``untraced`` run on one worker, so its two gradings are made once."""
+
+
 @pytest.fixture(scope="module")
 def untraced(notebooks: Dict[str, Dict[str, Any]], course: Any, account: Any, tmp_path_factory: Any) -> Dict[str, Any]:
     """Two gradings: q_rnn_and_grad with the RNN and LSTM layers delegated, q_char_lm with the GRU layer delegated
@@ -1093,6 +1097,7 @@ def flagged(flags: List[str], text: str) -> bool:
     return any(text in flag for flag in flags)
 
 
+@UNTRACED_GROUP
 def test_names_assembled_at_run_time_earn_nothing(untraced):
     grading, flags = untraced[RNN_NB]
     hidden = grading.checks["test_rnn_layer_hidden"]
@@ -1102,6 +1107,7 @@ def test_names_assembled_at_run_time_earn_nothing(untraced):
     assert flagged(flags, "getattr(torch, <computed name>)"), flags
 
 
+@UNTRACED_GROUP
 def test_encoded_exec_earns_nothing(untraced):
     grading, flags = untraced[RNN_NB]
     hidden = grading.checks["test_lstm_layer_hidden"]
@@ -1109,6 +1115,7 @@ def test_encoded_exec_earns_nothing(untraced):
     assert flagged(flags, "exec"), flags
 
 
+@UNTRACED_GROUP
 def test_a_module_global_rebound_through_its_dict_earns_nothing(untraced):
     grading, flags = untraced[RNN_NB]
     for name in ("test_rnn_layer_hidden", "test_lstm_layer_hidden"):
@@ -1119,6 +1126,7 @@ def test_a_module_global_rebound_through_its_dict_earns_nothing(untraced):
     assert flagged(flags, "hwcheck.__dict__"), flags
 
 
+@UNTRACED_GROUP
 def test_normalised_identifiers_inside_the_released_cell_earn_nothing(untraced):
     grading, flags = untraced[CHAR_LM_NB]
     hidden = grading.checks["test_gru_layer_hidden"]

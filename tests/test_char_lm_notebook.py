@@ -1,6 +1,7 @@
 """q_char_lm: the language-model master runs in fast mode, grades as intended through the real path (referee and
-sandbox), every hidden check catches a plausible bug and only its own, delegation to torch is refused, broken
-weight files are rejected with clear messages, and the model answers agree with what the notebook computes.
+sandbox), delegation to torch is refused, broken weight files are rejected with clear messages, and the model
+answers agree with what the notebook computes. (That every hidden check catches a plausible bug and only its own is
+in test_mutations.py.)
 
 Everything uses the session's fast build (``fast_build``): the master ran in record mode with a short training
 and the build moved its ``char_lm.pt`` to ``solutions/hw_rnn/``.
@@ -201,65 +202,6 @@ def test_blank_release_public_checks_fail_with_clear_messages(blank_run):
 # Grading through the real path: solution, blank release, mutants, delegation, broken weight files
 # --------------------------------------------------------------------------------------------------
 
-SOLUTION_CELLS = ("gru_layer", "clip_grad_norm", "char_lm", "sample", "beam_decode")
-MUTANTS: Dict[str, Dict[str, List[tuple]]] = {
-    "GRU gates in the order z, r": {"gru_layer": [("r, z = self.recurrent_activation",
-                                                    "z, r = self.recurrent_activation")]},
-    "GRU reset gate outside the recurrent bias": {"gru_layer": [(
-        "n = self.activation(inputs[t, :, 2 * size :] + r * recurrent[:, 2 * size :])",
-        "n = self.activation(inputs[t, :, 2 * size :] + r * (recurrent[:, 2 * size :] - self.b_h[2 * size :])"
-        " + self.b_h[2 * size :])")]},
-    "GRU interpolation the wrong way round": {"gru_layer": [("h = n + z * (h - n)", "h = h + z * (n - h)")]},
-    "GRU ignores h0": {"gru_layer": [("h = x.new_zeros(batch_size, size) if h0 is None else h0",
-                                      "h = x.new_zeros(batch_size, size)")]},
-    "clipping each parameter on its own": {"clip_grad_norm": [(
-        "    if scale < 1:\n        for grad in grads:\n            grad.detach().mul_(scale)",
-        "    for grad in grads:\n        own = max_norm / (grad.norm() + 1e-6)\n        if own < 1:\n"
-        "            grad.detach().mul_(own)")]},
-    "clipping always, also below max_norm": {"clip_grad_norm": [("    if scale < 1:\n", "    if True:\n")]},
-    "clipping returns the norm after clipping": {"clip_grad_norm": [(
-        "    return total_norm", "    return torch.sqrt(sum((grad ** 2).sum() for grad in grads))")]},
-    "language only at the first step": {"char_lm": [(
-        "language = language[:, None, :].expand(-1, tokens.shape[1], -1)",
-        "language = torch.cat([language[:, None, :], language.new_zeros(language.shape[0], tokens.shape[1] - 1, "
-        "language.shape[1])], dim=1)")]},
-    "embeddings concatenated the other way": {"char_lm": [("torch.cat([symbols, language], dim=-1)",
-                                                          "torch.cat([language, symbols], dim=-1)")]},
-    "CharLM ignores h0": {"char_lm": [("dim=-1), h0)", "dim=-1), None)")]},
-    "sampling without the temperature": {"sample": [("scores / temperature", "scores")]},
-    "sampling one letter too many": {"sample": [("while len(letters) < max_length:",
-                                                 "while len(letters) <= max_length:")]},
-    "sampled names with the case of every letter flipped": {"sample": [(
-        "    return decode_letters(letters)\n", "    return decode_letters(letters).swapcase()\n")]},
-    "temperature 0 samples at temperature 1": {"sample": [("if temperature == 0:", "if False:"),
-                                                          ("scores / temperature", "scores / (temperature or 1.0)")]},
-    "beam scores without the EOS probability": {"beam_decode": [(
-        "finished += [(prefix, float(total)) for prefix, total in zip(prefixes, totals[:, eos])]",
-        "finished += [(prefix, float(score)) for prefix, score in zip(prefixes, scores)]")]},
-    "beam forgets names finished before the last step": {"beam_decode": [(
-        "finished += [(prefix, float(total))", "finished = [(prefix, float(total))")]},
-    "beam allows max_length + 1 letters": {"beam_decode": [("if len(prefixes[0]) >= max_length:",
-                                                            "if len(prefixes[0]) > max_length:")]},
-}
-MUTANT_FAILS = {
-    "GRU gates in the order z, r": {"test_gru_layer_public", "test_gru_layer_hidden"},
-    "GRU reset gate outside the recurrent bias": {"test_gru_layer_public", "test_gru_layer_hidden"},
-    "GRU interpolation the wrong way round": {"test_gru_layer_public", "test_gru_layer_hidden"},
-    "GRU ignores h0": {"test_gru_layer_public", "test_gru_layer_hidden"},
-    "clipping each parameter on its own": {"test_clip_grad_norm_public", "test_clip_grad_norm_hidden"},
-    "clipping always, also below max_norm": {"test_clip_grad_norm_public", "test_clip_grad_norm_hidden"},
-    "clipping returns the norm after clipping": {"test_clip_grad_norm_public", "test_clip_grad_norm_hidden"},
-    "language only at the first step": {"test_char_lm_public", "test_char_lm_hidden"},
-    "embeddings concatenated the other way": {"test_char_lm_public", "test_char_lm_hidden"},
-    "CharLM ignores h0": {"test_char_lm_public", "test_char_lm_hidden"},
-    "sampling without the temperature": {"test_sample_public", "test_sample_hidden"},
-    "sampling one letter too many": {"test_sample_public", "test_sample_hidden"},
-    "sampled names with the case of every letter flipped": {"test_sample_public", "test_sample_hidden"},
-    "temperature 0 samples at temperature 1": {"test_sample_public", "test_sample_hidden"},
-    "beam scores without the EOS probability": {"test_beam_decode_public", "test_beam_decode_hidden"},
-    "beam forgets names finished before the last step": {"test_beam_decode_public", "test_beam_decode_hidden"},
-    "beam allows max_length + 1 letters": {"test_beam_decode_public", "test_beam_decode_hidden"},
-}
 DELEGATING = {
     "GRULayer through torch.nn.GRU": {"gru_layer": [(
         "        batch_size, seq_len, _ = x.shape\n",
@@ -325,7 +267,7 @@ def graded(fast_build: Path, weights: bytes, tmp_path_factory: pytest.TempPathFa
     base = tmp_path_factory.mktemp("char_lm")
     solution = solution_path(fast_build)
     runs = {"solution": (solution, weights), "release": (fast_build / "release" / "hw_rnn" / f"{NOTEBOOK}.ipynb", None)}
-    for index, (name, edits) in enumerate({**MUTANTS, **DELEGATING}.items()):
+    for index, (name, edits) in enumerate(DELEGATING.items()):
         path = base / f"mutant{index}.ipynb"
         path.write_text(json.dumps(mutated(json.loads(solution.read_text(encoding="utf-8")), edits)), encoding="utf-8")
         runs[name] = (path, weights)
@@ -370,20 +312,12 @@ def test_blank_release_gets_nothing(graded):
     assert f"{MODEL_FILE} was not found" in results[QUALITY_CHECK].message
 
 
-@pytest.mark.parametrize("mutant", sorted(MUTANTS))
-def test_plausible_bugs_lose_exactly_their_checks(graded, mutant):
-    results = graded[mutant]
-    failed = {name for name, r in results.items() if name != QUALITY_CHECK and not r.passed}
-    assert failed == MUTANT_FAILS[mutant], {name: results[name].message for name in failed ^ MUTANT_FAILS[mutant]}
-    assert all(results[name].points == 0 for name in failed)
-    assert results[QUALITY_CHECK].message == graded["solution"][QUALITY_CHECK].message  # measured by trusted code
-
-
 @pytest.mark.parametrize("case", sorted(DELEGATING))
 def test_delegation_to_torch_is_refused(graded, case):
     check, message = DELEGATING_FAILS[case]
     result = graded[case][check]
     assert result.points == 0 and message in result.message, result.message
+    assert graded[case][QUALITY_CHECK].message == graded["solution"][QUALITY_CHECK].message  # trusted code measures
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Dict, List
 
 import pytest
 from notebook_grading import grade_notebook
@@ -155,6 +156,9 @@ HIDDEN_PROBES = {
     "test_gradient_norms_hidden": ("probe_gradient_norms_hidden", "probe_gradient_norms_hidden"),
     "test_gru_layer_hidden": ("probe_gru_layer_hidden", "reference_gru_layer_hidden"),
     "test_beam_decode_hidden": ("probe_beam_hidden", "reference_beam_hidden"),
+    "test_clip_grad_norm_hidden": ("probe_clip_hidden", "reference_clip_hidden"),
+    "test_char_lm_hidden": ("probe_char_lm_hidden", "reference_char_lm_hidden"),
+    "test_sample_hidden": ("probe_sample_hidden", "reference_sample_hidden"),
 }
 """The probe and the reference of each swept check, by name in the master's namespace (a check without a
 reference is judged against the staff solution's own probe, as the referee does)."""
@@ -260,17 +264,27 @@ def swept_namespace(masters: dict, notebook: str, edits: dict) -> dict:
         "beam_decode"])
     namespace["reference_beam_hidden"] = lambda seed: namespace["beam_hidden_values"](seed, lambda exact: namespace[
         "exhaustive_names" if exact else "trusted_beam"])
+    if notebook == "q_char_lm":  # the checks whose probe and reference are lambdas in their hwcheck.check call
+        namespace["probe_clip_hidden"] = lambda seed: namespace["clip_hidden_values"](seed, namespace["clip_grad_norm"])
+        namespace["probe_char_lm_hidden"] = lambda seed: namespace["char_lm_hidden_values"](seed, namespace["CharLM"])
+        namespace["reference_char_lm_hidden"] = lambda seed: namespace["char_lm_hidden_values"](
+            seed, namespace["TrustedCharLMWiring"])
+        namespace["probe_sample_hidden"] = lambda seed: namespace["sample_hidden_values"](seed, namespace["sample"])
+        namespace["reference_sample_hidden"] = lambda seed: namespace["sample_hidden_values"](
+            seed, namespace["trusted_sample"])
     return namespace
 
 
-def sweep(masters: dict, notebook: str, edits: dict, check: str, reference: dict) -> list:
-    """For every sweep seed: ``(seed, fraction of the points, first problem)`` of ``check``."""
+def sweep(masters: dict, notebook: str, edits: dict, check: str, reference: dict,
+          namespace: dict | None = None, seeds: tuple = SWEEP_SEEDS) -> list:
+    """For every sweep seed: ``(seed, fraction of the points, first problem)`` of ``check`` (in ``namespace``, the
+    edited master's, when it is already made)."""
     import hwcheck
 
-    namespace = swept_namespace(masters, notebook, edits)
+    namespace = namespace if namespace is not None else swept_namespace(masters, notebook, edits)
     probe_name, reference_name = HIDDEN_PROBES[check]
     outcomes = []
-    for seed in SWEEP_SEEDS:
+    for seed in seeds:
         report = hwcheck._run_probe(check, namespace[probe_name], seed, None)
         expected = hwcheck._encode_all(reference[reference_name](seed))
         if "error" in report:
@@ -288,7 +302,7 @@ def references(masters: dict) -> dict:
 
 @pytest.mark.parametrize("check", sorted(HIDDEN_PROBES))
 def test_the_solution_passes_the_swept_checks_on_every_seed(masters, references, check):
-    notebook = "q_char_lm" if check in ("test_gru_layer_hidden", "test_beam_decode_hidden") else "q_rnn_and_grad"
+    notebook = "q_char_lm" if check in CHAR_LM_HIDDEN else "q_rnn_and_grad"
     failed = [outcome for outcome in sweep(masters, notebook, {}, check, references[notebook]) if outcome[1] < 1]
     assert failed == []
 
@@ -392,11 +406,12 @@ PUBLIC_MESSAGES = {  # bug: (notebook, solution cell, [(old, new)], public check
 }
 
 
-def public_message(masters: dict, notebook: str, edits: dict, check: str) -> str:
-    """What the public check cell ``check`` prints when run after the edited solution cells ("" if it passes)."""
+def public_message(masters: dict, notebook: str, edits: dict, check: str, namespace: dict | None = None) -> str:
+    """What the public check cell ``check`` prints when run after the edited solution cells ("" if it passes;
+    in ``namespace``, the edited master's, when it is already made)."""
     import hwcheck
 
-    namespace = swept_namespace(masters, notebook, edits)
+    namespace = namespace if namespace is not None else swept_namespace(masters, notebook, edits)
     cell = next("".join(c["source"]) for c in master_cells(notebook)
                 if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == check)
     try:
@@ -421,3 +436,93 @@ def test_the_public_checks_pass_the_solution_with_its_diagnoses_silent(masters):
     for notebook, check in (("q_rnn_and_grad", "test_rnn_layer_public"), ("q_rnn_and_grad", "test_lstm_layer_public"),
                             ("q_char_lm", "test_gru_layer_public"), ("q_char_lm", "test_clip_grad_norm_public")):
         assert public_message(masters, notebook, {}, check) == ""
+
+
+# --------------------------------------------------------------------------------------------------
+# q_char_lm: each plausible bug loses exactly the checks of its own part
+# --------------------------------------------------------------------------------------------------
+# One process, as above: the public checks run as the notebook runs them (against the public goldens); the hidden
+# checks pair probe and reference on the first six sweep seeds. A check of another part that fails, or a hidden
+# check that passes on some seed, fails the test. (q_char_lm's delegation cases are graded through the sandbox in
+# test_char_lm_notebook.py: the kernel trace needs the grader's dispatcher.)
+CHAR_LM_MUTANTS: Dict[str, Dict[str, List[tuple]]] = {
+    "GRU gates in the order z, r": {"gru_layer": [("r, z = self.recurrent_activation",
+                                                    "z, r = self.recurrent_activation")]},
+    "GRU reset gate outside the recurrent bias": {"gru_layer": [(
+        "n = self.activation(inputs[t, :, 2 * size :] + r * recurrent[:, 2 * size :])",
+        "n = self.activation(inputs[t, :, 2 * size :] + r * (recurrent[:, 2 * size :] - self.b_h[2 * size :])"
+        " + self.b_h[2 * size :])")]},
+    "GRU interpolation the wrong way round": {"gru_layer": [("h = n + z * (h - n)", "h = h + z * (n - h)")]},
+    "GRU ignores h0": {"gru_layer": [("h = x.new_zeros(batch_size, size) if h0 is None else h0",
+                                      "h = x.new_zeros(batch_size, size)")]},
+    "clipping each parameter on its own": {"clip_grad_norm": [(
+        "    if scale < 1:\n        for grad in grads:\n            grad.detach().mul_(scale)",
+        "    for grad in grads:\n        own = max_norm / (grad.norm() + 1e-6)\n        if own < 1:\n"
+        "            grad.detach().mul_(own)")]},
+    "clipping always, also below max_norm": {"clip_grad_norm": [("    if scale < 1:\n", "    if True:\n")]},
+    "clipping returns the norm after clipping": {"clip_grad_norm": [(
+        "    return total_norm", "    return torch.sqrt(sum((grad ** 2).sum() for grad in grads))")]},
+    "language only at the first step": {"char_lm": [(
+        "language = language[:, None, :].expand(-1, tokens.shape[1], -1)",
+        "language = torch.cat([language[:, None, :], language.new_zeros(language.shape[0], tokens.shape[1] - 1, "
+        "language.shape[1])], dim=1)")]},
+    "embeddings concatenated the other way": {"char_lm": [("torch.cat([symbols, language], dim=-1)",
+                                                          "torch.cat([language, symbols], dim=-1)")]},
+    "CharLM ignores h0": {"char_lm": [("dim=-1), h0)", "dim=-1), None)")]},
+    "sampling without the temperature": {"sample": [("scores / temperature", "scores")]},
+    "sampling one letter too many": {"sample": [("while len(letters) < max_length:",
+                                                 "while len(letters) <= max_length:")]},
+    "sampled names with the case of every letter flipped": {"sample": [(
+        "    return decode_letters(letters)\n", "    return decode_letters(letters).swapcase()\n")]},
+    "temperature 0 samples at temperature 1": {"sample": [("if temperature == 0:", "if False:"),
+                                                          ("scores / temperature", "scores / (temperature or 1.0)")]},
+    "beam scores without the EOS probability": {"beam_decode": [(
+        "finished += [(prefix, float(total)) for prefix, total in zip(prefixes, totals[:, eos])]",
+        "finished += [(prefix, float(score)) for prefix, score in zip(prefixes, scores)]")]},
+    "beam forgets names finished before the last step": {"beam_decode": [(
+        "finished += [(prefix, float(total))", "finished = [(prefix, float(total))")]},
+    "beam allows max_length + 1 letters": {"beam_decode": [("if len(prefixes[0]) >= max_length:",
+                                                            "if len(prefixes[0]) > max_length:")]},
+}
+CHAR_LM_MUTANT_FAILS = {
+    "GRU gates in the order z, r": {"test_gru_layer_public", "test_gru_layer_hidden"},
+    "GRU reset gate outside the recurrent bias": {"test_gru_layer_public", "test_gru_layer_hidden"},
+    "GRU interpolation the wrong way round": {"test_gru_layer_public", "test_gru_layer_hidden"},
+    "GRU ignores h0": {"test_gru_layer_public", "test_gru_layer_hidden"},
+    "clipping each parameter on its own": {"test_clip_grad_norm_public", "test_clip_grad_norm_hidden"},
+    "clipping always, also below max_norm": {"test_clip_grad_norm_public", "test_clip_grad_norm_hidden"},
+    "clipping returns the norm after clipping": {"test_clip_grad_norm_public", "test_clip_grad_norm_hidden"},
+    "language only at the first step": {"test_char_lm_public", "test_char_lm_hidden"},
+    "embeddings concatenated the other way": {"test_char_lm_public", "test_char_lm_hidden"},
+    "CharLM ignores h0": {"test_char_lm_public", "test_char_lm_hidden"},
+    "sampling without the temperature": {"test_sample_public", "test_sample_hidden"},
+    "sampling one letter too many": {"test_sample_public", "test_sample_hidden"},
+    "sampled names with the case of every letter flipped": {"test_sample_public", "test_sample_hidden"},
+    "temperature 0 samples at temperature 1": {"test_sample_public", "test_sample_hidden"},
+    "beam scores without the EOS probability": {"test_beam_decode_public", "test_beam_decode_hidden"},
+    "beam forgets names finished before the last step": {"test_beam_decode_public", "test_beam_decode_hidden"},
+    "beam allows max_length + 1 letters": {"test_beam_decode_public", "test_beam_decode_hidden"},
+}
+CHAR_LM_PUBLIC = ("test_gru_layer_public", "test_clip_grad_norm_public", "test_char_lm_public", "test_sample_public",
+                  "test_beam_decode_public")
+CHAR_LM_HIDDEN = ("test_gru_layer_hidden", "test_clip_grad_norm_hidden", "test_char_lm_hidden", "test_sample_hidden",
+                  "test_beam_decode_hidden")
+
+
+@pytest.mark.parametrize("mutant", sorted(CHAR_LM_MUTANTS))
+def test_char_lm_bugs_lose_exactly_their_checks(masters, references, mutant):
+    namespace = swept_namespace(masters, "q_char_lm", CHAR_LM_MUTANTS[mutant])
+    failed, partly = set(), {}
+    for check in CHAR_LM_PUBLIC:
+        if public_message(masters, "q_char_lm", {}, check, namespace=namespace):
+            failed.add(check)
+    for check in CHAR_LM_HIDDEN:
+        outcomes = sweep(masters, "q_char_lm", {}, check, references["q_char_lm"], namespace=namespace,
+                         seeds=SWEEP_SEEDS[:6])
+        caught = [seed for seed, fraction, _ in outcomes if fraction < 1]
+        if caught:
+            failed.add(check)
+            if len(caught) < len(outcomes):
+                partly[check] = sorted(set(SWEEP_SEEDS[:6]) - set(caught))
+    assert failed == CHAR_LM_MUTANT_FAILS[mutant]
+    assert partly == {}, f"passed on some seeds: {partly}"

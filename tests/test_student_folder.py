@@ -120,13 +120,16 @@ def setup_cells(notebook: Dict) -> str:
 @pytest.mark.slow
 def test_a_fresh_environment_from_the_students_requirements_runs_every_set_up_cell(fast_build: Path,
                                                                                     tmp_path: Path) -> None:
-    """pip takes torch 2.13.0 from the machine's local wheel (no multi-GB download); the rest comes from PyPI."""
+    """pip takes torch 2.13.0 from the machine's local wheel (no multi-GB download); the rest comes from PyPI.
+    (``--no-compile``: byte-compiling every installed module took half the install; the set-up cells compile
+    what they import.)"""
     release = fast_build / "release" / "hw_rnn"
     venv = tmp_path / "student-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r",
-                              str(release / "requirements.txt")], capture_output=True, text=True, timeout=1200)
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                              "--no-compile", "-r", str(release / "requirements.txt")], capture_output=True, text=True,
+                             timeout=1200)
     assert install.returncode == 0, install.stderr[-3000:]
     for name in NOTEBOOKS:
         code = setup_cells(read_notebook(release / name)) + "\nprint('set-up done')\n"
