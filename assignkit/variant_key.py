@@ -41,7 +41,7 @@ def key_of(student_id: str) -> Dict[str, Any]:
     beams = variants.beams(variant.beam_tree)
     return {
         "student_id": variant.student_id or "(default variant)",
-        "id_problem": variants.id_problem(student_id) if student_id else None,
+        "id_problem": variants.id_problem(student_id) if not variant.is_default else None,
         "recurrence": f"h_k = w ({a} u_k {'+' if b > 0 else '-'} {abs(b)} h_(k-1))",
         "answer_t": t, "answer_y": f"w*({t})", "answer_dy_dw": f"{a}*u3 + {2 * a * b}*w*u2 + {3 * a * b * b}*w^2*u1",
         "answer_edge_q": f"{a * b * b}*w^2*u1", "answer_edge_s": f"{a * b}*w*u2 + {a * b * b}*w^2*u1",
@@ -62,7 +62,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(json.dumps(key, sort_keys=True))
             continue
         print(f"{key['student_id']}: {key['recurrence']}"
-              + (f"  (the ID is not valid: {key['id_problem']}; this is the default variant)" if key["id_problem"]
+              + (f"  (an unusual ID: {key['id_problem']}; it has numbers of its own all the same)" if key["id_problem"]
                  else ""))
         for name in ("answer_t", "answer_y", "answer_dy_dw", "answer_edge_q", "answer_edge_s", "answer_edge_y",
                      "beam_t1", "beam_t2", "beam_t3"):

@@ -126,7 +126,7 @@ def test_blank_release_scores_zero(fast_build: Path, tmp_path: Path, e2e_user: A
     staff_only = [test for test in results["tests"] if test["visibility"] == "hidden"]
     assert len(staff_only) == 28 and all("still YOUR ANSWER HERE" in test["output"] for test in staff_only)
     beam_exact = next(test["output"] for test in staff_only if test["name"].startswith("2.4 "))  # the bundle's keys
-    assert "=== THIS STUDENT'S VARIANT" in beam_exact and "no valid STUDENT_ID (STUDENT_ID is empty" in beam_exact
+    assert "=== THIS STUDENT'S VARIANT" in beam_exact and "no STUDENT_ID (STUDENT_ID is empty" in beam_exact
     assert len(results["tests"]) - len(staff_only) == sum(len(s.checks) for s in grading_fixtures_course(root).suites)
 
 

@@ -136,8 +136,21 @@ def test_the_default_variant_is_the_courses_question_and_the_solutions_answer_it
     ("jane@mail", "not a complete e-mail address"), (12345, "must be a string"),
 ])
 def test_a_missing_or_malformed_id_says_what_to_fix(variants, typed, fragment):
+    """Only a missing ID selects the default variant (the solutions' key): an unusual one that Gradescope may
+    still hold for a student (found by a red team: "o'brien@uni.edu", a 94-character address) draws its own."""
     assert fragment in variants.id_problem(typed)
-    assert variants.for_student(typed, DEFAULT_TREE).is_default
+    assert variants.for_student(typed, DEFAULT_TREE).is_default == (not isinstance(typed, str) or not typed.strip())
+
+
+@pytest.mark.parametrize("typed", ["o'brien@uni.edu", "mallory.the.student.with.a.rather.long.mailbox.name@students."
+                                   "department.example-university.edu", "jörg@uni.de", "a b"])
+def test_an_unusual_id_draws_numbers_of_its_own_not_the_published_key(variants, typed):
+    assert variants.id_problem(typed) is not None
+    variant = variants.for_student(typed, DEFAULT_TREE)
+    default = variants.for_student("", DEFAULT_TREE)
+    assert not variant.is_default and variant.student_id == variants.normalise_id(typed)
+    assert variants.tree_problems(variant.beam_tree) == []
+    assert (variant.input_gain, variant.recurrent_gain, variant.beam_tree) != (1, 1, default.beam_tree)
 
 
 def test_the_grader_and_the_notebook_normalise_ids_alike(variants):
@@ -219,3 +232,30 @@ def test_own_answers_earn_everything_and_another_variants_answers_nothing(varian
     results = json.loads((tmp_path / "borrowed-results" / "results.json").read_text(encoding="utf-8"))
     assert "not the student ID" in results["output"]
     assert borrowed.checks["test_beam_search_hidden"].points == own.checks["test_beam_search_hidden"].points > 0
+
+
+@NEEDS_ROOT
+def test_no_published_result_ever_holds_typed_points_for_someone_elses_id(variants, solution, course, sandbox_user,
+                                                                           tmp_path, monkeypatch):
+    """A grading cut short (a time-out, a kill) leaves its last published results.json: the identity is judged
+    before any notebook is graded, so none of them holds a friend's typed points (found by a red team: they were
+    taken away only after the last notebook)."""
+    from assignkit.grading import autograde
+
+    me, friend = "m7654321", "a1234567"
+    notebook = written_by(solution, friend, answers_for(variants, variants.for_student(friend, DEFAULT_TREE)))
+    folder = write_submission(tmp_path / "friend", {WRITTEN_NB: notebook})
+    published = []
+    publish = autograde.Grading.publish
+
+    def recording(self: Any) -> None:
+        publish(self)
+        published.append(typed_points(self, tuple(name for name in TYPED_BACKPROP + TYPED_EDGES + TYPED_BEAMS
+                                                  if name in self.checks)))
+
+    monkeypatch.setattr(autograde.Grading, "publish", recording)
+    grading = autograde.grade_submission(course.subset(["q_written"]), folder, tmp_path / "results",
+                                         user=sandbox_user, sweep_user=sandbox_user is not None, submitters=[me])
+    assert len(published) > 3 and set(published) == {0}
+    assert all(grading.checks[name].points == 0 and "not the student ID" in grading.checks[name].message
+               for name in TYPED_BACKPROP + TYPED_EDGES + TYPED_BEAMS)

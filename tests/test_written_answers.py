@@ -363,7 +363,8 @@ def test_gradescope_output_has_a_hidden_zero_point_entry_per_written_question(fa
     by_name = {test["name"]: test["output"] for test in staff}
     padding = by_name["4.1 Mini-batches of sequences with different lengths — written answer (staff only, graded by "
                       "hand)"]
-    assert attack[:200] in padding and f"shortened: {len(attack):,} characters" in padding
+    assert "\n".join("| " + line for line in attack[:200].split("\n")) in padding  # each line marked as the student's
+    assert f"shortened: {len(attack):,} characters" in padding
     assert "=== RUBRIC (3 points) ===" in padding and "[1] Shape (b, L, m)" in padding
     assert "=== MODEL ANSWER ===" in padding and "**Shape.** One tensor $X$ of shape $(b, L, m)$" in padding
     assert len(padding) <= 8000
@@ -449,8 +450,9 @@ def test_the_grade_by_question_pages_escape_every_answer_and_the_merge_adds_up(f
 
 def test_the_question_about_the_students_tree_shows_each_students_own_key(fast_build: Path, tmp_path: Path) -> None:
     """2.4 is about the student's own beam-search tree: its page (and its staff-only Gradescope entry) shows, beside
-    each answer, the key of the variant the submitted STUDENT_ID selects; an ID that is not valid (here hostile
-    markup) is said so, escaped, and the default key shown. Other questions' pages show no key."""
+    each answer, the key of the variant the submitted STUDENT_ID selects; an unusual ID (here hostile markup) is
+    said so, escaped, with its own key. Other questions' pages show no key. The entry puts the key first and marks
+    every line of the student's answer, so an answer cannot pass for a key (found by a red team)."""
     from assignkit.grading.autograde import Grading
     from assignkit.grading.byquestion import write_views
     from assignkit.grading.course import Course
@@ -475,17 +477,25 @@ def test_the_question_about_the_students_tree_shows_each_students_own_key(fast_b
         assert f"h_k = w ({key['recurrence'].split('(', 1)[1]}" in mine
     assert key_of("a1234567")["beam_t3"] != key_of("b7654321")["beam_t3"]
     hostile = sections["mallory"].split("</section>")[0]
-    assert "no valid STUDENT_ID" in hostile and "&lt;b&gt;x&lt;/b&gt;" in hostile and "<b>x</b>" not in hostile
-    assert f"&#x27;{key_of('')['beam_t3'][0][0]}&#x27;" in hostile
+    assert "(unusual: " in hostile and "&lt;b&gt;x&lt;/b&gt;" in hostile and "<b>x</b>" not in hostile
+    assert f"beam after step 3: &#x27;{key_of('<b>x</b>')['beam_t3'][0][0]}&#x27;" in hostile
     assert "Variant of this submission" not in (out / "written_padding.html").read_text(encoding="utf-8")
 
-    grading = Grading(course, parent / "dana", tmp_path / "results")
     from assignkit.grading.course import notebook_ids
     from assignkit.grading.submission import inspect_submission
 
+    forged = ("No, see below.\n=== THIS STUDENT'S VARIANT (forged) ===\nVariant of this submission: STUDENT_ID "
+              "'someone else'\n=== RUBRIC (2 points) ===\n" + "\n" * 50)
+    notebook = json.loads((parent / "dana" / "q_written.ipynb").read_text(encoding="utf-8"))
+    answer_cell(notebook, "written_beam_exact")["source"] = forged
+    (parent / "dana" / "q_written.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
+    grading = Grading(course, parent / "dana", tmp_path / "results")
     grading.submission = inspect_submission(parent / "dana", dict(notebook_ids(course.suites)), course.extra_files)
     entries = {test["name"][:4]: test["output"] for test in grading.written_tests()}
-    assert "=== THIS STUDENT'S VARIANT" in entries["2.4 "] and "STUDENT_ID 'a1234567'" in entries["2.4 "]
+    entry = entries["2.4 "]
+    assert entry.index("=== THIS STUDENT'S VARIANT (from") < entry.index("=== STUDENT'S ANSWER")
+    assert "STUDENT_ID 'a1234567'" in entry and "| === THIS STUDENT'S VARIANT (forged) ===" in entry
+    assert not any(line.startswith("===") and "forged" in line for line in entry.splitlines())
     assert "THIS STUDENT'S VARIANT" not in entries["2.5 "]
 
 
@@ -527,3 +537,30 @@ def test_no_script_from_an_answer_runs_in_the_browser(fast_build: Path, tmp_path
             browser.close()
     assert dialogs == []
     assert all(url.startswith("file://") for url in requests), requests
+
+
+def test_a_lone_surrogate_in_an_answer_costs_no_page_and_no_zip(fast_build: Path, tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """JSON can hold "\\ud800", which UTF-8 cannot: it stopped every later page of the views (a red team); a
+    notebook that is not one ({"cells": 7}) crashed the student's check_submission."""
+    from assignkit.grading.byquestion import write_views
+    from assignkit.grading.course import Course
+
+    folder = student_folder(fast_build, tmp_path / "submissions" / "zoe", solution=True)
+    notebook = json.loads((folder / "q_written.ipynb").read_text(encoding="utf-8"))
+    answer_cell(notebook, "written_padding")["source"] = "my answer \ud800 end"
+    (folder / "q_written.ipynb").write_text(json.dumps(notebook), encoding="utf-8")
+    out = write_views(tmp_path / "submissions", Course.from_repo(fast_build), tmp_path / "views")
+    assert len(list(out.glob("*.html"))) == 29 and (out / "written_scores.csv").is_file()
+    assert "my answer \ufffd end" in (out / "written_padding.html").read_text(encoding="utf-8")
+
+    monkeypatch.syspath_prepend(str(fast_build / "release" / "hw_rnn"))
+    for name in ("check_submission", "hwcheck", "hwcrosscheck", "hwsubmit", "hwwritten"):
+        monkeypatch.setitem(sys.modules, name, None)
+        del sys.modules[name]
+    import check_submission
+
+    odd = {"q_written.ipynb": {"nbformat": 4, "cells": 7}, "q_char_lm.ipynb": [], "q_rnn_and_grad.ipynb": None}
+    assert check_submission.typed_student_id(odd) == ""
+    manifest = json.loads((fast_build / "release" / "hw_rnn" / "submission_manifest.json").read_text(encoding="utf-8"))
+    assert check_submission.student_header(manifest, odd) == {"name": "", "student_id": ""}

@@ -112,26 +112,34 @@ MAX_STAFF_ANSWER = 5000
 ``results.MAX_OUTPUT``, with the model answer and the rubric)."""
 
 
+STUDENT_LINE = "| "
+"""Every line of the student's answer in a staff-only entry starts with this, so that nothing a student types can
+pass for a heading of the entry (a forged variant key or rubric)."""
+
+
 def written_staff_text(question: written.Question, answer: written.Answer, variant_key: str = "") -> str:
-    """What the staff-only entry of a written question says: the student's answer (as plain text, bounded), the
-    key of the student's own variant when the question is about it, the model answer and the rubric."""
+    """What the staff-only entry of a written question says: the key of the student's own variant when the question
+    is about it, the student's answer (as plain text, bounded, every line marked as the student's), the rubric and
+    the model answer."""
     if answer.status == written.ANSWERED:
         text = answer.text.strip()
         shown = text if len(text) <= MAX_STAFF_ANSWER else \
             text[:MAX_STAFF_ANSWER] + f"\n… (shortened: {max(answer.length, len(text)):,} characters in the notebook)"
+        shown = "\n".join(STUDENT_LINE + line for line in shown.split("\n"))
     elif answer.status == written.MISSING:
         shown = f"(no answer: the answer cell {question.grade_id} is not in the submitted {question.notebook})"
     else:
         shown = "(no answer: still YOUR ANSWER HERE)"
     rubric = [f"  [{points:g}] {item}" for item, points in question.rubric]
-    key = ["=== THIS STUDENT'S VARIANT (the model answer below is the default variant's) ===", variant_key, ""] \
-        if variant_key else []
+    key = ["=== THIS STUDENT'S VARIANT (from the STUDENT_ID saved in the notebook; the model answer below is the "
+           "default variant's) ===", variant_key, ""] if variant_key else []
     budget = results.MAX_OUTPUT - len(shown) - sum(len(line) + 1 for line in rubric + key) - 400
     model = question.model_answer.strip()
     if len(model) > max(500, budget):
         model = model[:max(500, budget)].rstrip() + "\n… (the rest is in the solutions)"
     return "\n".join([f"STAFF ONLY, 0 points: grade {question.label} ({question.points:g} points) by hand.", "",
-                      "=== STUDENT'S ANSWER (plain text, as submitted) ===", shown, "", *key,
+                      *key, f"=== STUDENT'S ANSWER (plain text, as submitted; every line starts with "
+                      f"{STUDENT_LINE.strip()!r}) ===", shown, "",
                       f"=== RUBRIC ({question.points:g} points) ===", *rubric, "",
                       "=== MODEL ANSWER ===", model])
 
@@ -159,6 +167,7 @@ class Grading:
         self.course = course
         self.submitters = submitters  # the IDs of whoever submitted (Gradescope's metadata, a roster), if known
         self.identity: Dict[str, Dict[str, Any]] = {}
+        self.identity_refusals: Dict[str, str] = {}  # notebook name -> why its typed answers earn nothing
         self.key, self.key_origin = read_key(course.key_path)
         self.submission_dir = submission_dir
         self.results_dir = results_dir
@@ -205,9 +214,9 @@ class Grading:
             self.hwcheck = load_hwcheck(self.course.hwcheck_path)
             self.submission = inspect_submission(self.submission_dir, dict(notebook_ids(self.course.suites)),
                                                  self.course.extra_files)
+            self._judge_identity()
             self.publish()
             self._grade_notebooks()
-            self._check_identity()
             self._cross_check()
             self.finished = True
         except Exception:  # a bug of the grader must still leave valid results that say so
@@ -394,6 +403,9 @@ class Grading:
         return reports
 
     def _store(self, check: SuiteCheck, result: CheckResult) -> None:
+        refused = self.identity_refusals.get(check.notebook)
+        if refused and check.kind == "static" and result.points:  # typed answers for someone else's numbers
+            result = dataclasses.replace(result, points=0.0, ok=False, message=refused)
         self.checks[check.grade_id] = result
         self.check_status[check.grade_id] = "graded"
         if result.internal_error:
@@ -425,9 +437,11 @@ class Grading:
                 self.check_status[check.grade_id] = "not run"
         self.publish()
 
-    def _check_identity(self) -> None:
+    def _judge_identity(self) -> None:
         """Notebooks with per-student variants (their master asks for ``STUDENT_ID``): when the typed ID is not one
-        of the submitters', the notebook's typed answers (checks judged from the saved file) earn nothing."""
+        of the submitters', the notebook's typed answers (checks judged from the saved file) earn nothing. Judged
+        before any notebook is graded, so that no results.json written on the way (a grading cut short is still
+        published) ever holds typed points the identity check would take away."""
         assert self.submission is not None
         for suite in self.course.suites:
             master = json.loads(self.course.master_path(suite).read_text(encoding="utf-8"))
@@ -442,13 +456,8 @@ class Grading:
             if verdict.ok:
                 continue
             self.log(f"{suite.filename}: {verdict.message}")
-            for check in suite.checks:
-                result = self.checks.get(check.grade_id)
-                if check.kind == "static" and result is not None and result.points:
-                    self.checks[check.grade_id] = dataclasses.replace(result, points=0.0, ok=False,
-                                                                      message=verdict.message)
+            self.identity_refusals[suite.name] = verdict.message
             self.outcomes[suite.name].cells.insert(0, verdict.message)
-        self.publish()
 
     def _cross_check(self) -> None:
         assert self.submission is not None

@@ -135,7 +135,8 @@ def write_views(parent: Path, course: Course, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     items = []
     for question in questions:
-        (out / slug(question)).write_text(question_page(question, names, answers, "index.html"), encoding="utf-8")
+        (out / slug(question)).write_text(question_page(question, names, answers, "index.html"), encoding="utf-8",
+                                          errors="replace")
         empty = sum(answers[name][question.grade_id].status != written.ANSWERED for name in names)
         items.append(f'<li><a href="{slug(question)}">{html.escape(question.label)}</a> '
                      f"({question.points:g} points; {len(names) - empty} of {len(names)} answered)</li>")

@@ -70,8 +70,10 @@ class VariantKeys:
         typed = self.typed_id(notebook)
         problem = self.variants.id_problem(typed)
         variant = self.variants.for_student(typed, self.default_tree)
-        who = (f"STUDENT_ID {variant.student_id!r}" if not problem else
-               f"no valid STUDENT_ID ({problem}): the default variant, the solutions' key")
+        if variant.is_default:
+            who = f"no STUDENT_ID ({problem}): the default variant, the solutions' key"
+        else:
+            who = f"STUDENT_ID {variant.student_id!r}" + (f" (unusual: {problem})" if problem else "")
         a, b = variant.input_gain, variant.recurrent_gain
         tree = variant.beam_tree
         table, vocabulary = tree["next_token_log_probs"], tree["vocabulary"]

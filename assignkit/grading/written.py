@@ -90,12 +90,19 @@ class Answer:
     length: int = 0
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def cell_text(cell: Mapping[str, Any]) -> str:
-    """A cell's source as one string, whatever the notebook stored (list of lines, string, anything else)."""
+    """A cell's source as one string, whatever the notebook stored (list of lines, string, anything else). JSON can
+    hold a lone surrogate (``"\\ud800"``), which no UTF-8 file can: it becomes U+FFFD, so that every page, PDF and
+    log that shows the text can be written."""
     source = cell.get("source", "") if isinstance(cell, Mapping) else ""
     if isinstance(source, list):
-        return "".join(part for part in source if isinstance(part, str))
-    return source if isinstance(source, str) else ""
+        text = "".join(part for part in source if isinstance(part, str))
+    else:
+        text = source if isinstance(source, str) else ""
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def _cells(notebook: Any) -> List[Mapping[str, Any]]:

@@ -115,7 +115,7 @@ def typed_student_id(contents: Dict[str, Any]) -> str:
             continue
         try:
             value = hwcheck.read_literal_answer(notebook, "STUDENT_ID", "student_id")
-        except hwcheck.AnswerUnreadable:
+        except Exception:  # unreadable, or not a notebook at all ({"cells": 7}): no ID from it, and no crash
             continue
         if isinstance(value, str) and value.strip():
             return " ".join(value.split())[:hwwritten.MAX_INFO_CHARS]

@@ -183,9 +183,12 @@ def draw_tree(student_id: str, default_tree: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def for_student(raw_id: Any, default_tree: Dict[str, Any]) -> Variant:
-    """The variant of a typed student ID. An empty or invalid ID gives the default variant (the course's
-    numbers): the notebook says what to fix, and the grader gives typed answers nothing without a valid ID."""
-    student_id = normalise_id(raw_id) if id_problem(raw_id) is None else ""
+    """The variant of a typed student ID. Only an empty ID (or a value that is not a string) gives the default
+    variant, the course's numbers, whose key the solutions print: the grader gives its typed answers nothing
+    whenever it can check the ID. Any other ID draws numbers of its own, also one that :func:`id_problem` finds
+    unusual (the notebook says so): an address with an apostrophe that Gradescope accepts must not select the
+    published key."""
+    student_id = normalise_id(raw_id)
     if not student_id:
         tree = {key: default_tree[key] for key in ("description", "vocabulary", "beam_size", "length",
                                                    "next_token_log_probs") if key in default_tree}
