@@ -10,34 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict
 
 import pytest
 from grading_fixtures import read_notebook
+from student_folders import NOTEBOOKS, SUBMITTED, run_check, student_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ("q_rnn_and_grad.ipynb", "q_rnn_last_name.ipynb", "q_written.ipynb", "q_char_lm.ipynb")
-SUBMITTED = ("surname_model.pt", "submission_log.json", "char_lm.pt")
-
-
-def student_folder(fast_build: Path, target: Path, solution: bool) -> Path:
-    """A copy of the release folder, with the solution's notebooks and files when ``solution``."""
-    shutil.copytree(fast_build / "release" / "hw_rnn", target)
-    if solution:
-        for name in (*NOTEBOOKS, *SUBMITTED):
-            shutil.copyfile(fast_build / "solutions" / "hw_rnn" / name, target / name)
-    return target
-
-
-def run_check(folder: Path) -> Tuple[int, str]:
-    completed = subprocess.run([sys.executable, "check_submission.py"], cwd=folder, capture_output=True,
-                               text=True, timeout=120)
-    return completed.returncode, completed.stdout + completed.stderr
 
 
 def test_the_release_holds_the_students_readme_requirements_and_check(fast_build: Path) -> None:

@@ -12,18 +12,14 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import pytest
 from pypdf import PdfReader
+from student_folders import NOTEBOOKS, release_check_submission, run_check, student_folder
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ("q_rnn_and_grad.ipynb", "q_rnn_last_name.ipynb", "q_written.ipynb", "q_char_lm.ipynb")
-SUBMITTED = ("surname_model.pt", "submission_log.json", "char_lm.pt")
 PDF = "hw_rnn_written.pdf"
 
 
@@ -89,20 +85,6 @@ def test_the_release_carries_no_rubric_and_the_solutions_show_every_rubric(fast_
 
 
 # -- the student's PDF ------------------------------------------------------------------------------------------------
-
-def student_folder(fast_build: Path, target: Path, solution: bool) -> Path:
-    shutil.copytree(fast_build / "release" / "hw_rnn", target)
-    if solution:
-        for name in (*NOTEBOOKS, *SUBMITTED):
-            shutil.copyfile(fast_build / "solutions" / "hw_rnn" / name, target / name)
-    return target
-
-
-def run_check(folder: Path) -> Tuple[int, str]:
-    completed = subprocess.run([sys.executable, "check_submission.py"], cwd=folder, capture_output=True, text=True,
-                               timeout=600)
-    return completed.returncode, completed.stdout + completed.stderr
-
 
 def answer_cell(notebook: Dict[str, Any], grade_id: str) -> Dict[str, Any]:
     return next(cell for cell in notebook["cells"]
@@ -275,12 +257,7 @@ def test_the_cover_falls_back_on_the_typed_student_id_and_a_second_id_is_pointed
     """The PDF cover reads the ID from the notebooks' first cell; left empty, it takes q_written's STUDENT_ID; two
     different IDs get a note that the grader uses STUDENT_ID."""
     release = fast_build / "release" / "hw_rnn"
-    monkeypatch.syspath_prepend(str(release))
-    for name in ("check_submission", "hwcheck", "hwcrosscheck", "hwsubmit", "hwwritten"):  # the release's own,
-        monkeypatch.setitem(sys.modules, name, None)  # (None until imported below) and removed afterwards
-        del sys.modules[name]
-    import check_submission
-
+    check_submission = release_check_submission(release, monkeypatch)
     manifest = json.loads((release / "submission_manifest.json").read_text(encoding="utf-8"))
     written = json.loads((release / "q_written.ipynb").read_text(encoding="utf-8"))
     answer_cell(written, "student_id")["source"] = 'STUDENT_ID = "a1234567"\n'
@@ -554,12 +531,7 @@ def test_a_lone_surrogate_in_an_answer_costs_no_page_and_no_zip(fast_build: Path
     assert len(list(out.glob("*.html"))) == 29 and (out / "written_scores.csv").is_file()
     assert "my answer \ufffd end" in (out / "written_padding.html").read_text(encoding="utf-8")
 
-    monkeypatch.syspath_prepend(str(fast_build / "release" / "hw_rnn"))
-    for name in ("check_submission", "hwcheck", "hwcrosscheck", "hwsubmit", "hwwritten"):
-        monkeypatch.setitem(sys.modules, name, None)
-        del sys.modules[name]
-    import check_submission
-
+    check_submission = release_check_submission(fast_build / "release" / "hw_rnn", monkeypatch)
     odd = {"q_written.ipynb": {"nbformat": 4, "cells": 7}, "q_char_lm.ipynb": [], "q_rnn_and_grad.ipynb": None}
     assert check_submission.typed_student_id(odd) == ""
     manifest = json.loads((fast_build / "release" / "hw_rnn" / "submission_manifest.json").read_text(encoding="utf-8"))
