@@ -363,13 +363,51 @@ EXPECTED_MESSAGES = {
 }
 
 
-def test_broken_weight_files_earn_nothing_and_say_why(fast_build, weights, tmp_path):
-    solution = solution_path(fast_build)
-    for index, (case, content) in enumerate(broken_files(weights).items()):
-        results = grade(fast_build, solution, content, tmp_path / f"run{index}")
-        quality, public = results[QUALITY_CHECK], results[MODEL_FILE_CHECK]
-        assert quality.points == 0, case
-        assert EXPECTED_MESSAGES[case] in quality.message, (case, quality.message)
-        assert EXPECTED_MESSAGES[case] in public.message, (case, public.message)
-        others = {name for name, r in results.items() if not r.passed} - {QUALITY_CHECK, MODEL_FILE_CHECK}
-        assert others == set(), (case, others)
+@pytest.fixture(scope="module")
+def file_check(fast_build: Path) -> Dict[str, object]:
+    """The master's given and solution code plus the definitions of 4.D's model-file check cell: the loader
+    (``checked_lm_state_dict``, ``lm_config``) that both the public check and the hidden quality check call."""
+    import os
+
+    import torch
+
+    from assignkit.bench import master_namespace
+    from assignkit.grading.child import definitions_only
+
+    threads = torch.get_num_threads()
+    previous = Path.cwd()
+    os.chdir(source_dir(fast_build))
+    try:
+        namespace = master_namespace(source_dir(fast_build) / f"{NOTEBOOK}.ipynb")
+        cell = next("".join(c["source"]) for c in json.loads(
+            (source_dir(fast_build) / f"{NOTEBOOK}.ipynb").read_text(encoding="utf-8"))["cells"]
+            if (c.get("metadata", {}).get("nbgrader") or {}).get("grade_id") == MODEL_FILE_CHECK)
+        exec(compile(definitions_only(cell), "<model file check>", "exec"), namespace)
+    finally:
+        os.chdir(previous)
+        torch.set_num_threads(threads)
+    return namespace
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED_MESSAGES))
+def test_the_loader_of_both_checks_rejects_broken_weight_files_and_says_why(file_check, weights, tmp_path, case):
+    path = tmp_path / MODEL_FILE
+    path.write_bytes(broken_files(weights)[case])
+    with pytest.raises(ValueError) as raised:
+        file_check["lm_config"](file_check["checked_lm_state_dict"](path))
+    assert EXPECTED_MESSAGES[case] in str(raised.value)
+    path.write_bytes(weights)
+    assert file_check["lm_config"](file_check["checked_lm_state_dict"](path))  # the solution's file passes
+
+
+@pytest.mark.parametrize("case", ["not a zip", "a wrong shape"])  # one refused by each of the loader's two stages
+def test_broken_weight_files_earn_nothing_and_say_why(fast_build, weights, tmp_path, case):
+    """Graded for real: the public check and the referee's quality check both refuse the file with the loader's
+    message, and no other check of the notebook loses anything."""
+    results = grade(fast_build, solution_path(fast_build), broken_files(weights)[case], tmp_path / "run")
+    quality, public = results[QUALITY_CHECK], results[MODEL_FILE_CHECK]
+    assert quality.points == 0, case
+    assert EXPECTED_MESSAGES[case] in quality.message, (case, quality.message)
+    assert EXPECTED_MESSAGES[case] in public.message, (case, public.message)
+    others = {name for name, r in results.items() if not r.passed} - {QUALITY_CHECK, MODEL_FILE_CHECK}
+    assert others == set(), (case, others)
