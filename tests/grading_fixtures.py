@@ -13,7 +13,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 from filelock import FileLock
@@ -54,6 +54,14 @@ def make_interpreter_reachable(uid: int, gid: int) -> List[str]:
     if probe.returncode != 0:
         raise RuntimeError(f"the sandbox account cannot run this interpreter:\n{probe.stderr[-2000:]}")
     return changed
+
+
+def account_of_this_process(prefix: str, tag: str = "") -> str:
+    """A sandbox account name no other test process on this machine uses at the same time: the prefix, this
+    process's id and an optional tag (``hwatk-81234``, ``hwsbx-81234-00412``). Names that depended only on the
+    xdist worker (``hwsandbox-gw0``) were shared by concurrent test sessions, whose sweeps then killed each
+    other's gradings."""
+    return f"{prefix}-{os.getpid()}{'-' + tag if tag else ''}"[:32]
 
 
 def ensure_sandbox_user(name: str, lock_dir: Path) -> Any:
@@ -251,9 +259,12 @@ def course(built_bundle: Path) -> Any:
 
 
 @pytest.fixture(scope="session")
-def sandbox_user(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Any:
+def sandbox_user(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[Any]:
     """A sandbox account of this test worker's own (created by autograder/create_sandbox_user.sh) when root;
     ``None`` otherwise. Never shared between parallel gradings: a sweep kills everything of its account."""
     if not is_root():
-        return None
-    return ensure_sandbox_user(f"{TEST_USER}-{worker_id}"[:30], shared_dir(tmp_path_factory, worker_id))
+        yield None
+        return
+    name = account_of_this_process(TEST_USER)
+    yield ensure_sandbox_user(name, shared_dir(tmp_path_factory, worker_id))
+    subprocess.run(["userdel", name], check=False, capture_output=True)

@@ -45,3 +45,28 @@ def grade_notebook_run(course_root: Path, name: str, notebook: Union[Dict[str, A
     for file_name, content in (files or {}).items():
         (submission / file_name).write_bytes(content)
     return grade_submission(course, submission, workdir / "results", **options)
+
+
+def check_cell_namespace(course_root: Path, name: str, check: str) -> Dict[str, Any]:
+    """The master's given and solution code of notebook ``name`` plus the definitions (imports, functions,
+    classes) of its check cell ``check``: what a restarted grading child replays of that cell, in process."""
+    import os
+
+    import torch
+
+    from assignkit.bench import master_namespace
+    from assignkit.grading.child import definitions_only
+
+    master = course_root / "source" / "hw_rnn" / f"{name}.ipynb"
+    cell = next("".join(c["source"]) for c in json.loads(master.read_text(encoding="utf-8"))["cells"]
+                if (c.get("metadata", {}).get("nbgrader") or {}).get("grade_id") == check)
+    threads = torch.get_num_threads()
+    previous = Path.cwd()
+    os.chdir(master.parent)
+    try:
+        namespace = master_namespace(master)
+        exec(compile(definitions_only(cell), f"<{name}:{check}>", "exec"), namespace)
+    finally:
+        os.chdir(previous)
+        torch.set_num_threads(threads)
+    return namespace

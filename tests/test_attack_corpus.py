@@ -27,6 +27,7 @@ import grading_fixtures
 import pytest
 from grading_fixtures import (
     NEEDS_ROOT,
+    account_of_this_process,
     assert_no_secrets,
     assert_valid_results,
     ensure_sandbox_user,
@@ -53,7 +54,7 @@ TEMP_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")
 @pytest.fixture(scope="module")
 def account(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[Any]:
     """An account of this worker's own: the grader sweeps (kills everything of) its account."""
-    name = f"hwatk-{worker_id}"[:30]
+    name = account_of_this_process("hwatk")
     user = ensure_sandbox_user(name, shared_dir(tmp_path_factory, worker_id))
     yield user
     subprocess.run(["userdel", name], check=False, capture_output=True)

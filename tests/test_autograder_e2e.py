@@ -23,7 +23,14 @@ from typing import Any, Dict, Iterator, Optional
 
 import grading_fixtures
 import pytest
-from grading_fixtures import NEEDS_ROOT, assert_no_secrets, assert_valid_results, ensure_sandbox_user, shared_dir
+from grading_fixtures import (
+    NEEDS_ROOT,
+    account_of_this_process,
+    assert_no_secrets,
+    assert_valid_results,
+    ensure_sandbox_user,
+    shared_dir,
+)
 
 from assignkit.emulate import processes_of
 
@@ -38,7 +45,7 @@ def e2e_user(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     """An account of the test's own: tests run in parallel, and run_autograder kills its account's leftovers."""
     import zlib
 
-    name = f"hwsbx-{zlib.crc32(request.node.name.encode()) % 100000:05d}"
+    name = account_of_this_process("hwsbx", f"{zlib.crc32(request.node.name.encode()) % 100000:05d}")
     user = ensure_sandbox_user(name, shared_dir(tmp_path_factory, worker_id))
     yield SimpleNamespace(name=name, uid=user.uid, gid=user.gid)
     subprocess.run(["userdel", name], check=False, capture_output=True)

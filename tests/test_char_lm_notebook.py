@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from notebook_grading import grade_notebook
+from notebook_grading import check_cell_namespace, grade_notebook
 
 from assignkit.char_lm_bench import notebook_scale
 from assignkit.masters import read_master
@@ -365,28 +365,9 @@ EXPECTED_MESSAGES = {
 
 @pytest.fixture(scope="module")
 def file_check(fast_build: Path) -> Dict[str, object]:
-    """The master's given and solution code plus the definitions of 4.D's model-file check cell: the loader
-    (``checked_lm_state_dict``, ``lm_config``) that both the public check and the hidden quality check call."""
-    import os
-
-    import torch
-
-    from assignkit.bench import master_namespace
-    from assignkit.grading.child import definitions_only
-
-    threads = torch.get_num_threads()
-    previous = Path.cwd()
-    os.chdir(source_dir(fast_build))
-    try:
-        namespace = master_namespace(source_dir(fast_build) / f"{NOTEBOOK}.ipynb")
-        cell = next("".join(c["source"]) for c in json.loads(
-            (source_dir(fast_build) / f"{NOTEBOOK}.ipynb").read_text(encoding="utf-8"))["cells"]
-            if (c.get("metadata", {}).get("nbgrader") or {}).get("grade_id") == MODEL_FILE_CHECK)
-        exec(compile(definitions_only(cell), "<model file check>", "exec"), namespace)
-    finally:
-        os.chdir(previous)
-        torch.set_num_threads(threads)
-    return namespace
+    """The loader of 4.D's model-file check cell (``checked_lm_state_dict``, ``lm_config``), which both the public
+    check and the hidden quality check call."""
+    return check_cell_namespace(fast_build, NOTEBOOK, MODEL_FILE_CHECK)
 
 
 @pytest.mark.parametrize("case", sorted(EXPECTED_MESSAGES))

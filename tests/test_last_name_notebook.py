@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import generated_names
-from notebook_grading import grade_notebook
+from notebook_grading import check_cell_namespace, grade_notebook
 
-from assignkit.grading.child import definitions_only
 from assignkit.masters import read_master
 from assignkit.notebooks import cell_errors
 
@@ -257,24 +256,7 @@ def test_a_pickled_model_is_rejected_with_a_clear_message(graded):
 @pytest.fixture(scope="module")
 def loader(fast_build: Path):
     """The master's given and solution code plus the definitions of its model-file check cell (the grader's loader)."""
-    import os
-
-    import torch
-
-    from assignkit.bench import master_namespace
-
-    threads = torch.get_num_threads()
-    previous = Path.cwd()
-    os.chdir(source_dir(fast_build))
-    try:
-        namespace = master_namespace(source_dir(fast_build) / f"{NOTEBOOK}.ipynb")
-        # only its imports, functions and classes: what a restarted grading child replays of a check that crashed
-        exec(compile(definitions_only(master_cell(fast_build, LAYOUT_LOADER_CELL)), "<model file check>", "exec"),
-             namespace)
-    finally:
-        os.chdir(previous)
-        torch.set_num_threads(threads)
-    return namespace
+    return check_cell_namespace(fast_build, NOTEBOOK, LAYOUT_LOADER_CELL)
 
 
 def state_dict(model_type="gru", rnn_size=8, num_layers=2, vocab_size=58, n_categories=18):
