@@ -64,17 +64,64 @@ def account_of_this_process(prefix: str, tag: str = "") -> str:
     return f"{prefix}-{os.getpid()}{'-' + tag if tag else ''}"[:32]
 
 
+def tasks_of(uid: int) -> List[int]:
+    """Every process whose real uid is ``uid``, zombies included: each counts against the account's RLIMIT_NPROC
+    until its parent (often init, after a sweep) has reaped it."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                status = Path(f"/proc/{entry}/status").read_text(errors="replace")
+            except OSError:
+                continue
+            line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
+            if line.split()[1:2] == [str(uid)]:
+                found.append(int(entry))
+    return found
+
+
+def settle_account(user: Any, seconds: float = 20.0) -> None:
+    """Sweep ``user`` and wait until not even a zombie of its uid is left. System uids are handed out again as
+    soon as an account is deleted, so an account created right after another was deleted can inherit its uid
+    while the old account's killed processes still wait to be reaped, and find its process limit used up."""
+    import time
+
+    from assignkit.grading import sandbox
+
+    sandbox.sweep(user)
+    deadline = time.monotonic() + seconds
+    while tasks_of(user.uid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def ensure_sandbox_user(name: str, lock_dir: Path) -> Any:
-    """Create ``name`` with autograder/create_sandbox_user.sh (once, under a lock) and make the venv usable."""
+    """Create ``name`` with autograder/create_sandbox_user.sh (once, under a lock), settle its uid (see
+    :func:`settle_account`) and make the venv usable."""
     import pwd
+
+    from assignkit.grading.runner import SandboxUser
 
     with FileLock(str(lock_dir / f"user-{name}.lock")):
         subprocess.run(["bash", str(CREATE_USER), name], check=True, capture_output=True, text=True)
         entry = pwd.getpwnam(name)
+        user = SandboxUser(entry.pw_uid, entry.pw_gid, "/nonexistent")
+        settle_account(user)
         make_interpreter_reachable(entry.pw_uid, entry.pw_gid)
+    return user
+
+
+def delete_sandbox_user(name: str) -> None:
+    """Sweep and settle the account (see :func:`settle_account`), then delete it; nothing if it does not exist."""
+    import pwd
+
     from assignkit.grading.runner import SandboxUser
 
-    return SandboxUser(entry.pw_uid, entry.pw_gid, "/nonexistent")
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return
+    settle_account(SandboxUser(entry.pw_uid, entry.pw_gid, entry.pw_dir))
+    subprocess.run(["userdel", name], check=False, capture_output=True)
 
 
 def read_notebook(path: Path) -> Dict[str, Any]:
@@ -267,4 +314,4 @@ def sandbox_user(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> It
         return
     name = account_of_this_process(TEST_USER)
     yield ensure_sandbox_user(name, shared_dir(tmp_path_factory, worker_id))
-    subprocess.run(["userdel", name], check=False, capture_output=True)
+    delete_sandbox_user(name)

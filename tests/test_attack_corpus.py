@@ -30,6 +30,7 @@ from grading_fixtures import (
     account_of_this_process,
     assert_no_secrets,
     assert_valid_results,
+    delete_sandbox_user,
     ensure_sandbox_user,
     insert_cell,
     read_notebook,
@@ -57,7 +58,7 @@ def account(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterato
     name = account_of_this_process("hwatk")
     user = ensure_sandbox_user(name, shared_dir(tmp_path_factory, worker_id))
     yield user
-    subprocess.run(["userdel", name], check=False, capture_output=True)
+    delete_sandbox_user(name)
 
 
 @pytest.fixture(scope="module")

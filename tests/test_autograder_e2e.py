@@ -28,6 +28,7 @@ from grading_fixtures import (
     account_of_this_process,
     assert_no_secrets,
     assert_valid_results,
+    delete_sandbox_user,
     ensure_sandbox_user,
     shared_dir,
 )
@@ -48,7 +49,7 @@ def e2e_user(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     name = account_of_this_process("hwsbx", f"{zlib.crc32(request.node.name.encode()) % 100000:05d}")
     user = ensure_sandbox_user(name, shared_dir(tmp_path_factory, worker_id))
     yield SimpleNamespace(name=name, uid=user.uid, gid=user.gid)
-    subprocess.run(["userdel", name], check=False, capture_output=True)
+    delete_sandbox_user(name)
 
 
 def notebooks_of(folder: Path) -> Dict[str, Path]:

@@ -23,7 +23,14 @@ from types import SimpleNamespace
 from typing import Any, Dict, Iterator, List, Optional, Set
 
 import pytest
-from grading_fixtures import CREATE_USER, NEEDS_ROOT, ensure_sandbox_user, shared_dir
+from grading_fixtures import (
+    CREATE_USER,
+    NEEDS_ROOT,
+    delete_sandbox_user,
+    ensure_sandbox_user,
+    settle_account,
+    shared_dir,
+)
 
 from assignkit.grading import grade, landlock, runner, sandbox, startup
 from assignkit.grading.runner import Limits, SandboxUser
@@ -86,12 +93,7 @@ def unused_uid() -> int:
 
 def delete_accounts(names: List[str]) -> None:
     for name in names:
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError:
-            continue
-        sandbox.sweep(SandboxUser(entry.pw_uid, entry.pw_gid, entry.pw_dir))
-        subprocess.run(["userdel", name], check=False, capture_output=True)
+        delete_sandbox_user(name)
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +262,7 @@ def test_sweep_converges_on_a_fork_bomb(account: SandboxUser) -> None:
         assert live_processes_of(account.uid) == set(), report
         assert report["processes_killed"] >= 32 and time.monotonic() - started < 10
     finally:
-        sandbox.sweep(account)
+        settle_account(account)  # the next test of this account needs its process limit back
 
 
 @NEEDS_ROOT
