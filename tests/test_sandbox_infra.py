@@ -81,6 +81,15 @@ def run_as(user: SandboxUser, code: str, *, nproc: int = 64, cpu: int = 30, time
                           **kwargs)
 
 
+def slot_holders(uid: int) -> str:
+    """Who holds the process slots of ``uid`` (every task, zombies included) and which accounts have that uid: what
+    a failure for want of processes needs to say."""
+    tasks = subprocess.run(["ps", "-eLo", "uid,pid,ppid,stat,etimes,args"], capture_output=True, text=True).stdout
+    holders = [line for line in tasks.splitlines() if line.split()[:1] == [str(uid)]]
+    names = [line for line in Path("/etc/passwd").read_text().splitlines() if f":{uid}:" in line]
+    return f"\n{len(holders)} tasks of uid {uid}:\n" + "\n".join(holders[:60]) + "\naccounts: " + "; ".join(names)
+
+
 def unused_uid() -> int:
     for uid in range(61000, 62000):
         try:
@@ -194,6 +203,7 @@ time.sleep(120)
 @NEEDS_ROOT
 def test_sweep_kills_a_daemon_whose_name_forges_a_status_line(account: SandboxUser) -> None:
     started = run_as(account, DISGUISED_DAEMON)
+    assert started.stdout.split(), started.stderr + slot_holders(account.uid)
     daemon = int(started.stdout.split()[0])
     try:
         time.sleep(0.2)
@@ -240,7 +250,7 @@ except PermissionError:
         child = subprocess.run([sys.executable, "-I", "-c", "import os\n" + code], capture_output=True, text=True,
                                timeout=60, cwd=str(work), env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
                                preexec_fn=runner._limit_child(Limits(), account, offline=True, readable=readable))
-        assert child.returncode == 0, child.stderr
+        assert child.returncode == 0, child.stderr + slot_holders(account.uid)
         assert child.stdout.split("\n")[:3] == ["the student's", "refused", "refused"], child.stdout
         opened = run_as(account, f"print(open('{sibling}/solutions.ipynb').read())")
         assert opened.stdout.strip() == "the answer key"  # only Landlock stood in the way
