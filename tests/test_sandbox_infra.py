@@ -114,6 +114,16 @@ def account(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterato
     delete_accounts([name])
 
 
+@pytest.fixture(autouse=True)
+def settled_account(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test of this module's account, wait until its swept processes are reaped: a sweep kills them, but
+    they stay zombies (holding the account's process slots) until init reaps them, and the next test's ``run_as``
+    would find its RLIMIT_NPROC used up (seen after the double-forked daemon's test on a busy machine)."""
+    yield
+    if "account" in request.fixturenames:
+        settle_account(request.getfixturevalue("account"))
+
+
 # -- (a)-(c) the root sweep -----------------------------------------------------------------------------------
 
 DAEMON = r"""
