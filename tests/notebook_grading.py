@@ -12,6 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
+from key_text import master_cell
+
 from assignkit.grading.autograde import Grading, grade_submission
 from assignkit.grading.course import Course
 from assignkit.grading.scoring import CheckResult
@@ -58,8 +60,7 @@ def check_cell_namespace(course_root: Path, name: str, check: str) -> Dict[str, 
     from assignkit.grading.child import definitions_only
 
     master = course_root / "source" / "hw_rnn" / f"{name}.ipynb"
-    cell = next("".join(c["source"]) for c in json.loads(master.read_text(encoding="utf-8"))["cells"]
-                if (c.get("metadata", {}).get("nbgrader") or {}).get("grade_id") == check)
+    cell = master_cell(name, check, source=master.parent)
     threads = torch.get_num_threads()
     previous = Path.cwd()
     os.chdir(master.parent)

@@ -33,7 +33,7 @@ def sandbox_args(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> It
         grading_fixtures.ensure_sandbox_user(name, grading_fixtures.shared_dir(tmp_path_factory, worker_id))
     yield ["--user", base]
     for name in names:
-        subprocess.run(["userdel", name], check=False, capture_output=True)
+        grading_fixtures.delete_sandbox_user(name)
 
 
 def test_grade_many_into_a_csv_and_one_folder(fast_build: Path, built_bundle: Path, tmp_path: Path,

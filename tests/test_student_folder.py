@@ -42,7 +42,7 @@ def test_the_release_holds_the_students_readme_requirements_and_check(fast_build
 
 def test_the_solution_is_ready_and_zipped_with_exactly_the_expected_files(fast_build: Path, tmp_path: Path) -> None:
     folder = student_folder(fast_build, tmp_path / "hw_rnn", solution=True)
-    code, output = run_check(folder)
+    code, output = run_check(folder, timeout=120)
     assert code == 0, output
     assert "READY" in output
     with zipfile.ZipFile(folder / "hw_rnn_submission.zip") as archive:
@@ -52,7 +52,7 @@ def test_the_solution_is_ready_and_zipped_with_exactly_the_expected_files(fast_b
 
 def test_the_blank_release_is_not_ready_and_says_why(fast_build: Path, tmp_path: Path) -> None:
     folder = student_folder(fast_build, tmp_path / "hw_rnn", solution=False)
-    code, output = run_check(folder)
+    code, output = run_check(folder, timeout=120)
     assert code == 1 and "NOT READY" in output
     for text in ("surname_model.pt is missing", "submission_log.json is missing", "char_lm.pt is missing",
                  "q_rnn_and_grad.ipynb has never been run", "`answer_t` is still empty",
@@ -89,7 +89,7 @@ def broken(folder: Path, what: str) -> str:
 def test_broken_folders_are_explained(fast_build: Path, tmp_path: Path, what: str) -> None:
     folder = student_folder(fast_build, tmp_path / "hw_rnn", solution=True)
     expected = broken(folder, what)
-    code, output = run_check(folder)
+    code, output = run_check(folder, timeout=120)
     assert expected in output, output
     assert code == 1 and not (folder / "hw_rnn_submission.zip").exists()  # an unreadable typed answer too: it scores 0
 
