@@ -642,7 +642,7 @@ def test_nothing_the_sandbox_receives_holds_an_answer(tmp_path, notebooks, cours
     import base64
     import struct
 
-    from assignkit.grading import runner
+    from assignkit.grading import forkserver, runner
 
     received: List[bytes] = []
     referee_reports: Dict[str, Dict[str, Any]] = {}
@@ -676,6 +676,7 @@ def test_nothing_the_sandbox_receives_holds_an_answer(tmp_path, notebooks, cours
     monkeypatch.setattr(runner._Child, "send", send)
     monkeypatch.setattr(runner, "_child_env", child_env)
     monkeypatch.setattr(Grading, "_referee", referee)
+    forkserver.close_all()  # this grading starts its own fork server: what it is given is captured too
     files = {}
     for name in (RNN_NB, NAMES_NB, WRITTEN_NB, CHAR_LM_NB):  # outputs removed: printed derivations are not inputs
         files[name] = copy.deepcopy(notebooks[f"solution/{name}"])
@@ -685,6 +686,11 @@ def test_nothing_the_sandbox_receives_holds_an_answer(tmp_path, notebooks, cours
     files["char_lm.pt"] = (fast_build / "solutions" / "hw_rnn" / "char_lm.pt").read_bytes()
     grading, _, _ = grade(tmp_path, files, account, course)
     assert grading.totals()["score"] > 75 and len(referee_reports) >= 20
+    servers = list(forkserver._SERVERS.values())
+    assert servers, "the children were not forked from a server"
+    for server in servers:  # a forked child inherits the server's memory: its command line and environment
+        for part in ("cmdline", "environ"):
+            received.append(Path(f"/proc/{server.process.pid}/{part}").read_bytes())
     blob = b"\n".join(received)
     text = blob.decode("utf-8", "replace")
     flat = " ".join(text.split())
@@ -742,7 +748,7 @@ def test_grading_from_a_readable_checkout_first_makes_it_unreadable(tmp_path, no
     import stat
     import tempfile
 
-    from assignkit.grading import landlock, runner
+    from assignkit.grading import forkserver, landlock, runner
 
     checkout = Path(tempfile.mkdtemp(prefix="hwcheckout-"))
     try:
@@ -760,6 +766,9 @@ def test_grading_from_a_readable_checkout_first_makes_it_unreadable(tmp_path, no
                                       sweep_user=True)
             assert walled.totals()["score"] == 0
         with monkeypatch.context() as patch:  # with neither wall the attack works
+            # (each child a fresh Python, whose confinement this process applies: a fork server's child confines
+            # itself with the server's own copy of runner, which this patch does not reach)
+            patch.setenv(forkserver.FORKSERVER_VARIABLE, "0")
             patch.setattr(runner, "read_confinement", lambda folders: lambda: False)
             control = grade_submission(Course.from_repo(checkout), submission, tmp_path / "control", user=account,
                                        sweep_user=True)

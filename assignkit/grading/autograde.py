@@ -382,7 +382,8 @@ class Grading:
             notebook = json.loads(master.read_text(encoding="utf-8"))
             code_cells = sum(1 for cell in notebook.get("cells", []) if cell.get("cell_type") == "code")
             job = ProbeJob(workdir / master.name, checks, suite.skip_ids, env=env, mode="referee",
-                           submitted={k: str(v) for k, v in copies.items()}, code_cells=code_cells)
+                           submitted={k: str(v) for k, v in copies.items()}, code_cells=code_cells,
+                           preload=self.course.libraries)  # what the fork server imports
             limits = dataclasses.replace(self.referee_limits, notebook_seconds=max(MIN_NOTEBOOK_SECONDS, budget))
             run = run_notebook(job, workdir, runtime, limits=limits, user=None)
         finally:

@@ -51,9 +51,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_AUTOGRADER = PACKAGE_DIR.parents[1] / "autograder"
 SCRIPTS = ("setup.sh", "run_autograder", "create_sandbox_user.sh", "requirements.txt")
 EXECUTABLE = {"setup.sh", "run_autograder", "create_sandbox_user.sh"}
-GRADER_MODULES = ("__init__", "autograde", "byquestion", "child", "course", "crosscheck", "flags", "grade",
-                  "gradescope", "identity", "landlock", "redact", "results", "runner", "sandbox", "scoring", "scratch",
-                  "seeds", "startup", "submission", "suites", "titles", "variantkeys", "written")
+GRADER_MODULES = ("__init__", "autograde", "byquestion", "child", "course", "crosscheck", "flags", "forkserver",
+                  "grade", "gradescope", "identity", "landlock", "redact", "results", "runner", "sandbox", "scoring",
+                  "scratch", "seeds", "startup", "submission", "suites", "titles", "variantkeys", "written")
 PACKAGE_INIT = b'"""The grading runtime of the RNN homework (shipped inside the Gradescope bundle)."""\n'
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 OUTPUT = Path("autograder") / "dist" / "autograder.zip"

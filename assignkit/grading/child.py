@@ -253,8 +253,12 @@ def main() -> int:
     message = json.loads(line) if line else {}
     replay_checks(shell, job, message.get("replay", []))
     run_checks(shell, job, message.get("checks", []))
+    for stream in (sys.stdout, sys.stderr):  # before "done": the grader stops the child when it reads it
+        try:
+            stream.flush()
+        except Exception:
+            pass
     emit({"event": "done"})
-    sys.stdout.flush()
     return 0
 
 

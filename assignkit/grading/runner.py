@@ -8,6 +8,7 @@ on it are lost. Nothing here executes student code in the grader's own process.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -20,8 +21,10 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
+from . import forkserver
+from .forkserver import ForkedChild, ForkServerError
 from .landlock import read_confinement, readable_folders
 
 CHILD_SCRIPT = Path(__file__).with_name("child.py")
@@ -248,11 +251,12 @@ def _no_internet() -> Callable[[], bool]:
 
 
 def _limit_child(limits: Limits, user: Optional[SandboxUser], offline: bool = False,
-                 readable: Optional[Sequence[str]] = None) -> Callable[[], None]:
+                 readable: Optional[Sequence[str]] = None, parent: Optional[int] = None) -> Callable[[], None]:
     """The ``preexec_fn`` of a child: its own session, resource limits, the sandbox account, and when ``offline``
-    no internet; when ``readable`` is given, it may read only beneath those folders (:mod:`.landlock`)."""
+    no internet; when ``readable`` is given, it may read only beneath those folders (:mod:`.landlock`). The child
+    dies with ``parent`` (default: this process, which forks it; a fork server's child names the server)."""
     die_with_parent = _parent_death_signal()
-    grader = os.getpid()
+    grader = os.getpid() if parent is None else parent
     no_internet = _no_internet() if offline else (lambda: False)
     confine = read_confinement(readable) if readable is not None else (lambda: False)
 
@@ -497,22 +501,35 @@ class _Child:
     """One sandboxed child process and its event pipe."""
 
     def __init__(self, job: ProbeJob, workdir: Path, runtime_dir: Path, skip_cells: Set[int], limits: Limits,
-                 user: Optional[SandboxUser], python: str) -> None:
+                 user: Optional[SandboxUser], python: str, fork_server: bool = True) -> None:
         read_fd, write_fd = os.pipe()
         env = _child_env(workdir, job.env)
-        env["HWGRADE_EVENTS_FD"] = str(write_fd)
-        self.process = subprocess.Popen(
-            [python, "-I", str(runtime_dir / CHILD_SCRIPT.name)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=str(workdir),
-            env=env,
-            pass_fds=(write_fd,),
-            preexec_fn=_limit_child(limits, user, offline=job.mode == "sandbox",
-                                    readable=readable_folders(python, [workdir, runtime_dir])
-                                    if job.mode == "sandbox" else None),
-        )
+        readable = readable_folders(python, [workdir, runtime_dir]) if job.mode == "sandbox" else None
+        script = str(runtime_dir / CHILD_SCRIPT.name)
+        server = forkserver.server_for(python, job.preload, _server_env) if fork_server else None
+        self.process: Union[ForkedChild, subprocess.Popen] = None  # type: ignore[assignment]
+        setup = None
+        if server is not None:
+            try:
+                self.process = _forked_child(server, write_fd)
+                setup = {"cwd": str(workdir), "env": {**env, "HWGRADE_EVENTS_FD": str(forkserver.EVENTS_FD)},
+                         "limits": dataclasses.asdict(limits), "offline": job.mode == "sandbox",
+                         "user": dataclasses.asdict(user) if user is not None else None, "readable": readable,
+                         "script": script}
+            except ForkServerError:
+                self.process = None  # type: ignore[assignment]
+        if self.process is None:
+            env["HWGRADE_EVENTS_FD"] = str(write_fd)
+            self.process = subprocess.Popen(
+                [python, "-I", script],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=str(workdir),
+                env=env,
+                pass_fds=(write_fd,),
+                preexec_fn=_limit_child(limits, user, offline=job.mode == "sandbox", readable=readable),
+            )
         os.close(write_fd)
         self.events = os.fdopen(read_fd, "rb", buffering=0)
         self.buffer = b""
@@ -535,6 +552,8 @@ class _Child:
             "submitted": dict(job.submitted),
             "preload": list(job.preload),
         }
+        if setup is not None:
+            self.send(setup)
         self.send(first)
 
     def send(self, message: Dict[str, Any], seconds: float = 10.0) -> None:
@@ -591,28 +610,59 @@ class _Child:
 
     def stop(self) -> float:
         """Kill the whole process group; return the child's CPU seconds."""
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            _, _, usage = os.wait4(self.process.pid, 0)
-            cpu = usage.ru_utime + usage.ru_stime
-        except ChildProcessError:
-            cpu = 0.0
+        forked = isinstance(self.process, ForkedChild)
+        if not (forked and self.process.pid in self.process.server.exits):  # reaped already: the pid is not its
+            # a forked child killed before it called setsid() has no process group yet: kill it by its pid too
+            for kill in (os.killpg, os.kill) if forked else (os.killpg,):
+                try:
+                    kill(self.process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        if isinstance(self.process, ForkedChild):
+            cpu = self.process.wait()
+            self.process.stdin.close()
+        else:
+            try:
+                _, _, usage = os.wait4(self.process.pid, 0)
+                cpu = usage.ru_utime + usage.ru_stime
+            except ChildProcessError:
+                cpu = 0.0
         self.drain.join(timeout=2)
         self.events.close()
         return cpu
 
 
+def _server_env(home: Path) -> Dict[str, str]:
+    """A fork server's environment: a child's (:func:`_child_env`) with the server's own empty folder."""
+    return _child_env(home, {})
+
+
+def _forked_child(server: forkserver.ForkServer, events_fd: int) -> ForkedChild:
+    """A child forked by ``server`` with fresh stdin and stdout pipes; it waits for its set-up line on stdin."""
+    stdin_read, stdin_write = os.pipe()
+    stdout_read, stdout_write = os.pipe()
+    try:
+        pid = server.fork((stdin_read, stdout_write, events_fd))
+    except BaseException:
+        os.close(stdin_write)
+        os.close(stdout_read)
+        raise
+    finally:
+        os.close(stdin_read)
+        os.close(stdout_write)
+    return ForkedChild(pid, os.fdopen(stdin_write, "wb"), os.fdopen(stdout_read, "rb"), server)
+
+
 def run_notebook(job: ProbeJob, workdir: Path, runtime_dir: Path, *, limits: Limits = Limits(),
                  user: Optional[SandboxUser] = None, python: str = sys.executable,
                  listener: Optional[ReportListener] = None,
-                 between_children: Optional[Callable[[], None]] = None) -> NotebookRun:
+                 between_children: Optional[Callable[[], None]] = None, fork_server: bool = True) -> NotebookRun:
     """Run ``job.notebook`` and then ``job.checks`` in children; never raises for anything the notebook does.
 
     ``listener(name, report, seconds)`` hears each requested check as it ends; ``between_children()`` runs
     after a child was stopped and before the next one starts (the grader sweeps the sandbox account there).
+    Children are forked from this process's :mod:`.forkserver` unless ``fork_server`` is false (or it cannot
+    start): then each is a fresh Python.
     """
     run = NotebookRun(listener=listener)
     started = time.monotonic()
@@ -623,7 +673,7 @@ def run_notebook(job: ProbeJob, workdir: Path, runtime_dir: Path, *, limits: Lim
     attempts = 0
     while True:
         attempts += 1
-        child = _Child(job, workdir, runtime_dir, skip_cells, limits, user, python)
+        child = _Child(job, workdir, runtime_dir, skip_cells, limits, user, python, fork_server)
         run.children += 1
         finished = _drive(child, run, job, remaining, completed, skip_cells, limits, budget_end)
         run.child_cpu_seconds += child.stop()

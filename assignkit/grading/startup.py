@@ -113,7 +113,8 @@ def preflight(user: Optional[SandboxUser], limits: Limits, runtime_files: Sequen
                 os.chown(path, user.uid, user.gid)
         job = ProbeJob(notebook, [], mode="sandbox", preload=tuple(modules))
         budget = dataclasses.replace(limits, notebook_seconds=PREFLIGHT_SECONDS, max_restarts=0)
-        run = run_notebook(job, workdir, runtime, limits=budget, user=user, python=python)
+        run = run_notebook(job, workdir, runtime, limits=budget, user=user, python=python,
+                           fork_server=False)  # a fresh Python: proves the imports fit the limits
     finally:
         shutil.rmtree(root, ignore_errors=True)
     failed = [f"{cells[index][0]}: {status}"
