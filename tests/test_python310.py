@@ -106,3 +106,29 @@ def test_every_grader_module_imports_on_python310(python310: str, tmp_path: Path
     done = subprocess.run([python310, "-I", "-c", prelude + code, *names], capture_output=True, text=True,
                           cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_children_are_forked_from_a_fork_server_on_python310(python310: str, tmp_path: Path) -> None:
+    """The fork server's side (forkserver, runner's confinement, child.py) under Python 3.10: a sandboxed child is
+    forked from a 3.10 server with the notebooks' libraries imported, and runs a cell that draws a figure."""
+    import json
+
+    from assignkit.grading import forkserver, runner
+    from assignkit.grading.runner import ProbeJob, run_notebook
+
+    work, runtime = tmp_path / "work", tmp_path / "runtime"
+    work.mkdir()
+    runtime.mkdir()
+    for path in [*RUNTIME_FILES, runner.CHILD_SCRIPT]:
+        shutil.copyfile(path, runtime / path.name)
+    source = ("import os, sys\nimport matplotlib.pyplot as plt\nfigure, axis = plt.subplots()\naxis.plot([0, 1])\n"
+              "figure.savefig('figure.png')\nprint('VERSION', sys.version_info[:2], os.getppid(), flush=True)")
+    cell = {"cell_type": "code", "source": source, "metadata": {}, "outputs": [], "execution_count": None}
+    (work / "probe.ipynb").write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    preload = tuple(libraries_without_torch())
+    run = run_notebook(ProbeJob(work / "probe.ipynb", [], preload=preload), work, runtime, python=python310)
+    server = forkserver.server_for(python310, preload, runner._server_env)
+    assert server is not None, forkserver.failures()
+    assert run.cells == {0: "ok"}, (run.cells, run.events, run.output_head)
+    assert f"VERSION (3, 10) {server.process.pid}" in run.output_head, run.output_head
+    assert (work / "figure.png").stat().st_size > 1000
