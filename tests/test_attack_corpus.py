@@ -419,6 +419,21 @@ def test_asking_torch_for_more_threads_costs_an_honest_notebook_nothing(tmp_path
     assert points_of(grading, RNN_NB) == 29, {n: r.message for n, r in grading.checks.items() if not r.passed}
 
 
+def test_an_honest_notebook_that_uses_temporary_files_and_its_own_folders_loses_nothing(tmp_path, notebooks, course,
+                                                                                         account):
+    """Found by red-team round nine: a child forked from the fork server kept the server's temporary folder
+    (``tempfile`` caches its first answer, and a library asked while the server imported it), so `mkdtemp()` in a
+    cell failed with PermissionError and cost that cell's checks. The child now finds its own folders."""
+    extra = ("import tempfile, matplotlib\n_scratch = tempfile.mkdtemp()\n"
+             "with tempfile.NamedTemporaryFile(dir=_scratch) as _handle:\n    _handle.write(b'x')\n"
+             "assert matplotlib.get_cachedir().startswith(tempfile.gettempdir())\n")
+    solution = notebooks[f"solution/{RNN_NB}"]
+    layer = grading_fixtures.source_of(solution["cells"][grading_fixtures.cell_index(solution, "rnn_layer")])
+    notebook = replace_cell(solution, "rnn_layer", extra + layer)  # first in the cell, as the red team had it
+    grading, _, _ = grade(tmp_path, {RNN_NB: notebook}, account, course)
+    assert points_of(grading, RNN_NB) == 29, {n: r.message for n, r in grading.checks.items() if not r.passed}
+
+
 # -- 4. escaping: daemons, shared temporary space, floods -------------------------------------------------------
 
 DAEMON = r"""

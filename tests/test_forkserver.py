@@ -55,6 +55,14 @@ attempt("read the parent's environment", lambda: open(f"/proc/{os.getppid()}/env
 report["descriptors"] = sorted(os.readlink(f"/proc/self/fd/{fd}").split(":")[0].replace(os.getcwd(), "WORK")
                                for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}"))
 report["grader modules"] = sorted(name for name in sys.modules if name.startswith("assignkit"))
+import ctypes, tempfile, matplotlib, IPython.paths
+def trace_me():
+    if ctypes.CDLL(None, use_errno=True).ptrace(0, 0, None, None) != 0:  # PTRACE_TRACEME
+        raise PermissionError(ctypes.get_errno())
+attempt("make the parent its tracer", trace_me)
+report["folders"] = [path.replace(os.getcwd(), "WORK") for path in (
+    tempfile.gettempdir(), matplotlib.get_configdir(), matplotlib.get_cachedir(), os.path.expanduser("~"),
+    IPython.paths.get_ipython_dir())]
 report["limits"] = [resource.getrlimit(getattr(resource, name)) for name in
                     ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_CPU", "RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_CORE")]
 report["environment"] = {key: value.replace(os.getcwd(), "WORK") for key, value in os.environ.items()
@@ -121,13 +129,14 @@ def test_a_forked_child_is_confined_exactly_like_a_fresh_python(folders: Tuple[P
     fresh, fresh_run = run_probe(work, runtime, user, fork_server=False)
     forked, forked_run = run_probe(work, runtime, user, fork_server=True)
     again, _ = run_probe(work, runtime, user, fork_server=True)
-    server = forkserver.server_for(sys.executable, PRELOAD, runner._server_env)
+    server = forkserver.server_for("sandbox", sys.executable, PRELOAD, runner._server_env)
     assert server is not None
     assert fresh["parent"] == os.getpid() and forked["parent"] == again["parent"] == server.process.pid
     assert forked["numpy draw"] != again["numpy draw"], "numpy's global generator must be seeded afresh per child"
     assert fresh["uid"] == user.uid and fresh["read the checkout"] == "PermissionError", fresh
+    assert fresh["folders"] == ["WORK", "WORK/.matplotlib", "WORK/.matplotlib", "WORK", "WORK/.ipython"], fresh
     for name in ("internet socket", "fork", "signal the parent", "read the parent's memory",
-                 "read the parent's environment"):
+                 "read the parent's environment", "make the parent its tracer"):
         assert fresh[name] == "PermissionError", (name, fresh)
     assert fresh["start a thread"] == "RuntimeError" and fresh["grader modules"] == []
     for report in (fresh, forked, again):
@@ -166,7 +175,7 @@ def test_the_server_holds_nothing_of_a_run(folders: Tuple[Path, Path, Any]) -> N
                    env={"HW_MARKER": marker + "-env"}, preload=PRELOAD)
     run = run_notebook(job, work, runtime, user=user)
     assert run.cells == {0: "ok"} and marker + "-check" in run.output_head, run.output_head
-    server = forkserver.server_for(sys.executable, PRELOAD, runner._server_env)
+    server = forkserver.server_for("sandbox", sys.executable, PRELOAD, runner._server_env)
     assert server is not None
     pid = server.process.pid
     assert server_memory_holds(pid, b"numpy")  # the scan reads the server's memory at all
@@ -189,7 +198,7 @@ def test_a_server_that_dies_mid_run_costs_only_the_running_cell(folders: Tuple[P
     work, runtime, user = folders
     (work / "slow.ipynb").write_text(json.dumps(notebook("import time\ntime.sleep(30)", "print('second cell')")))
     job = ProbeJob(work / "slow.ipynb", [CheckRun("after", "print('check after')")], preload=PRELOAD)
-    server = forkserver.server_for(sys.executable, PRELOAD, runner._server_env)
+    server = forkserver.server_for("sandbox", sys.executable, PRELOAD, runner._server_env)
     assert server is not None
     first_server = server.process.pid
     victims: List[int] = []
@@ -213,7 +222,7 @@ def test_a_server_that_dies_mid_run_costs_only_the_running_cell(folders: Tuple[P
     assert not [pid for pid in victims if alive(pid)]
     assert run.cells[1] == "ok" and run.cells[0] != "ok" and run.children == 2, (run.cells, run.events)
     assert run.reports["after"]["error"]["type"] == "NoValues"  # the check ran to its end (it reports nothing)
-    replacement = forkserver.server_for(sys.executable, PRELOAD, runner._server_env)
+    replacement = forkserver.server_for("sandbox", sys.executable, PRELOAD, runner._server_env)
     assert replacement is not None and replacement.process.pid != first_server
 
 
@@ -233,7 +242,7 @@ def parent_of(pid: int) -> int:
 
 
 def test_a_request_that_is_not_fork_is_refused_and_the_server_goes_on(tmp_path: Path) -> None:
-    server = forkserver.server_for(sys.executable, (), runner._server_env)
+    server = forkserver.server_for("referee", sys.executable, (), runner._server_env)
     assert server is not None
     read_end, write_end = os.pipe()
     try:
@@ -289,3 +298,20 @@ def test_a_killed_grader_takes_its_server_and_children_with_it(tmp_path: Path) -
     finally:
         if grader.poll() is None:
             grader.kill()
+
+
+def test_a_child_that_makes_the_server_its_tracer_is_ended_not_reported_as_gone(tmp_path: Path) -> None:
+    """A referee child is not filtered: one that calls PTRACE_TRACEME and stops itself is seen by the server's
+    wait as stopped. The server must kill it (never report a stopped child as exited, which would let the grader
+    skip the kill), so the notebook goes on at once without that cell."""
+    runtime_files(tmp_path)
+    trace = ("import ctypes, os, signal\nassert ctypes.CDLL(None).ptrace(0, 0, None, None) == 0\n"
+             "os.kill(os.getpid(), signal.SIGSTOP)\nprint('not stopped')")
+    (tmp_path / "trace.ipynb").write_text(json.dumps(notebook(trace, "print('after the tracer')")))
+    started = time.monotonic()
+    job = ProbeJob(tmp_path / "trace.ipynb", [CheckRun("after", "print('check after')")], mode="referee")
+    run = run_notebook(job, tmp_path, tmp_path, limits=Limits(cell_seconds=60))
+    assert time.monotonic() - started < 30, "the stopped child was left to the cell's time-out"
+    assert run.cells[0] != "ok" and run.cells[1] == "ok" and run.children == 2, (run.cells, run.events)
+    server = forkserver.server_for("referee", sys.executable, (), runner._server_env)
+    assert server is not None and server.exits == {}

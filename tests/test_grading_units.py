@@ -302,16 +302,22 @@ def test_the_emulations_cuda_torch_allowance_changes_the_memory_limits_only() ->
 def test_bench_tables_and_ratios() -> None:
     from assignkit.grading import bench
 
-    ours = {"wall_seconds": 9.0, "cpu_seconds": 8.0, "peak_mb_summed": 380, "score": 60, "max_score": 63,
-            "grader": {"cpu_seconds": 0.9, "peak_rss_mb": 63},
+    ours = {"wall_seconds": 9.0, "cpu_seconds": 8.0, "peak_mb_pss_summed": 300, "peak_mb_summed": 380, "score": 60,
+            "max_score": 63, "grader": {"cpu_seconds": 0.9, "peak_rss_mb": 63},
             "children": {"q_a": {"wall_seconds": 3.0, "cpu_seconds": 2.5, "peak_rss_mb": 300, "sandboxed_runs": 1}}}
-    others = {"nbgrader": {"wall_seconds": 27.0, "cpu_seconds": 24.0, "peak_mb_summed": 500},
+    others = {"ours_fresh": {"wall_seconds": 18.0, "cpu_seconds": 16.0, "peak_mb_pss_summed": 250,
+                             "peak_mb_summed": 250, "score": 60, "max_score": 63},
+              "nbgrader": {"wall_seconds": 27.0, "cpu_seconds": 24.0, "peak_mb_pss_summed": 400, "peak_mb_summed": 500},
               "otter": {"skipped": "otter run failed"}}
     ratios = bench.ratios(ours, others)
-    assert ratios == {"wall_seconds vs nbgrader": 0.33, "cpu_seconds vs nbgrader": 0.33,
-                      "peak_mb_summed vs nbgrader": 0.76}
+    assert ratios == {"wall_seconds vs ours_fresh": 0.5, "cpu_seconds vs ours_fresh": 0.5,
+                      "peak_mb_pss_summed vs ours_fresh": 1.2, "peak_mb_summed vs ours_fresh": 1.52,
+                      "wall_seconds vs nbgrader": 0.33, "cpu_seconds vs nbgrader": 0.33,
+                      "peak_mb_pss_summed vs nbgrader": 0.75, "peak_mb_summed vs nbgrader": 0.76}
     table = bench.markdown({"ours": ours, **others, "ratios": ratios})
-    assert "| this autograder (sandboxed) | 9.0 | 8.0 | 380 | 60 / 63 |" in table and "skipped" in table
+    assert "| this autograder (sandboxed, fork server) | 9.00 | 8.00 | 300 | 380 | 60 / 63 |" in table
+    assert "| this autograder, each child a fresh Python | 18.00 | 16.00 | 250 | 250 | 60 / 63 |" in table
+    assert "| otter run | skipped: otter run failed" in table
 
 
 def test_bench_median_of_runs_takes_each_headline_number_separately() -> None:

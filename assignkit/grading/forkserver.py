@@ -12,7 +12,9 @@ What the server knows, and so what every forked child inherits: the libraries an
 ``fork`` and three pipe ends; the forked child, still privileged and before anything else runs, reads its
 set-up (mode, working folder, environment, limits, account, readable folders) as the first line of its own
 stdin, which only the grader writes, and checks, seeds and submitted files reach it through the same pipes as
-before. So referee and sandboxed children can share one server: neither inherits anything of the other.
+before. Referee and sandboxed children still come from separate servers, each started afresh: a forked child
+shares its server's address layout, and a student's code should not learn the referee's, which reads the
+submitted files.
 
 The server runs as the grader's user (root on Gradescope) beside the sandbox. The sandbox account cannot signal,
 trace or read it (another uid; the child's seccomp filter), holds none of its descriptors (a forked child closes
@@ -171,17 +173,20 @@ class ForkServer:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-_SERVERS: Dict[Tuple[int, str, Tuple[str, ...]], ForkServer] = {}
-_FAILED: Dict[Tuple[int, str, Tuple[str, ...]], str] = {}
+_SERVERS: Dict[Tuple[int, str, str, Tuple[str, ...]], ForkServer] = {}
+_FAILED: Dict[Tuple[int, str, str, Tuple[str, ...]], str] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
-def server_for(python: str, preload: Sequence[str], make_env: Callable[[Path], Dict[str, str]]) -> Optional[ForkServer]:
-    """This process's server for ``python`` with ``preload`` imported, started on first use; ``None`` when
-    disabled or when it cannot start (the caller then starts a fresh Python, as without a server)."""
+def server_for(mode: str, python: str, preload: Sequence[str], make_env: Callable[[Path], Dict[str, str]]
+               ) -> Optional[ForkServer]:
+    """This process's server of ``mode`` children (``"referee"`` or ``"sandbox"``) for ``python`` with ``preload``
+    imported, started on first use; ``None`` when disabled or when it cannot start (the caller then starts a
+    fresh Python, as without a server). Referee and sandbox have servers of their own, started separately, so a
+    sandboxed child does not even share the referee's address layout."""
     if not enabled():
         return None
-    key = (os.getpid(), python, tuple(preload))
+    key = (os.getpid(), mode, python, tuple(preload))
     with _REGISTRY_LOCK:
         for other in [k for k in _SERVERS if k[0] != key[0]]:  # inherited through a fork of the grader
             _SERVERS.pop(other).close()
@@ -207,7 +212,7 @@ def server_for(python: str, preload: Sequence[str], make_env: Callable[[Path], D
 
 def failures() -> Dict[str, str]:
     """Why a server could not start, by interpreter (for the grading log)."""
-    return {python: why for (_, python, _), why in _FAILED.items()}
+    return {f"{mode} {python}": why for (_, mode, python, _), why in _FAILED.items()}
 
 
 def close_all() -> None:
@@ -263,6 +268,22 @@ def _read_setup() -> Dict[str, Any]:
     return json.loads(data.decode("utf-8"))
 
 
+def _forget_the_servers_folders() -> None:
+    """Drop what the libraries worked out from the server's environment while they loaded, so the child finds its
+    own folders as a fresh Python would: the temporary folder (``TMPDIR``) and matplotlib's configuration and cache
+    folders (``MPLCONFIGDIR``), which both cache their first answer."""
+    import tempfile
+
+    tempfile.tempdir = None
+    matplotlib = sys.modules.get("matplotlib")
+    if matplotlib is not None:
+        for name, label in (("get_configdir", "CONFIGDIR=%s"), ("get_cachedir", "CACHEDIR=%s")):
+            function = getattr(matplotlib, name, None)
+            original = getattr(function, "__wrapped__", None)
+            if original is not None and hasattr(matplotlib, "_logged_cached"):
+                setattr(matplotlib, name, matplotlib._logged_cached(label)(original))
+
+
 def _become_child(server_pid: int, base_path: List[str]) -> None:
     """In the forked child, on descriptors 0–3 already: read the set-up, confine, run ``child.py`` as ``__main__``.
     Never returns."""
@@ -277,6 +298,7 @@ def _become_child(server_pid: int, base_path: List[str]) -> None:
         os.chdir(setup["cwd"])
         os.environ.clear()
         os.environ.update(setup["env"])
+        _forget_the_servers_folders()
         confine()
         for name in [name for name in sys.modules if name == "assignkit" or name.startswith("assignkit.")]:
             del sys.modules[name]
@@ -337,12 +359,18 @@ def _fork(server: socket.socket, descriptors: List[int], base_path: List[str], d
 def _reap(server: socket.socket, children: Dict[int, bool]) -> None:
     while children:
         try:
-            pid, _, usage = os.wait4(-1, os.WNOHANG)
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
             children.clear()
             return
         if pid == 0:
             return
+        if not (os.WIFEXITED(status) or os.WIFSIGNALED(status)):  # a stop: the child made this server its
+            try:  # tracer (PTRACE_TRACEME; the sandbox's filter refuses it, a referee has no reason to): end it
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            continue
         children.pop(pid, None)
         server.send(json.dumps({"exited": pid, "cpu": usage.ru_utime + usage.ru_stime}).encode())
 

@@ -199,9 +199,9 @@ def _bpf_program(blocks: Sequence[Tuple[str, List[Tuple[int, Any, Any, int]]]]) 
 
 def _no_internet() -> Callable[[], bool]:
     """A function for the forked sandbox child that forbids it (and everything it starts) to open internet
-    sockets and to use the kernel's keyrings, POSIX message queues or io_uring: a seccomp filter that makes
-    ``socket(AF_INET | AF_INET6, ...)``, ``io_uring_setup``, ``add_key``, ``request_key``, ``keyctl`` and
-    ``mq_open`` fail with EPERM, and any system call of another ABI too. It needs no privilege
+    sockets and to use the kernel's keyrings, POSIX message queues, io_uring or ptrace: a seccomp filter that makes
+    ``socket(AF_INET | AF_INET6, ...)``, ``io_uring_setup``, ``add_key``, ``request_key``, ``keyctl``, ``mq_open``
+    and ``ptrace`` fail with EPERM, and any system call of another ABI too. It needs no privilege
     (``PR_SET_NO_NEW_PRIVS``). So student code can neither send a hidden check's inputs out to be answered nor
     fetch anything, nor leave data for a later grading. (The child adds a second filter against new threads and
     processes itself, once torch's profiler has started its thread: ``child.single_threaded``.) Returns whether
@@ -222,7 +222,8 @@ def _no_internet() -> Callable[[], bool]:
     # io_uring_setup could open sockets behind the filter's back; add_key, request_key and keyctl reach the
     # kernel's keyrings and mq_open POSIX message queues, which outlive every process of the account (a channel
     # from one grading to the next)
-    denied = (425, 248, 249, 250, 240)
+    denied = (425, 248, 249, 250, 240, 101)  # ... and ptrace: PTRACE_TRACEME would make the grader or the fork
+    # server its tracer, whose wait then sees the child's stops
     socket = 41
     program = _bpf_program([
         ("start", [(load, 0, 0, 4), (jeq, 0, "deny", 0xC000003E),  # arch must be x86-64
@@ -506,7 +507,7 @@ class _Child:
         env = _child_env(workdir, job.env)
         readable = readable_folders(python, [workdir, runtime_dir]) if job.mode == "sandbox" else None
         script = str(runtime_dir / CHILD_SCRIPT.name)
-        server = forkserver.server_for(python, job.preload, _server_env) if fork_server else None
+        server = forkserver.server_for(job.mode, python, job.preload, _server_env) if fork_server else None
         self.process: Union[ForkedChild, subprocess.Popen] = None  # type: ignore[assignment]
         setup = None
         if server is not None:
