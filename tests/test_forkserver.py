@@ -129,7 +129,7 @@ def test_a_forked_child_is_confined_exactly_like_a_fresh_python(folders: Tuple[P
     fresh, fresh_run = run_probe(work, runtime, user, fork_server=False)
     forked, forked_run = run_probe(work, runtime, user, fork_server=True)
     again, _ = run_probe(work, runtime, user, fork_server=True)
-    server = forkserver.server_for("sandbox", sys.executable, PRELOAD, runner._server_env)
+    server = forkserver.server_for(sys.executable, PRELOAD, runner._server_env)
     assert server is not None
     assert fresh["parent"] == os.getpid() and forked["parent"] == again["parent"] == server.process.pid
     assert forked["numpy draw"] != again["numpy draw"], "numpy's global generator must be seeded afresh per child"
@@ -165,9 +165,9 @@ def server_memory_holds(pid: int, needle: bytes) -> bool:
 
 @NEEDS_ROOT
 def test_the_server_holds_nothing_of_a_run(folders: Tuple[Path, Path, Any]) -> None:
-    """What a forked child could inherit: the server's memory, descriptors and shared mappings. After a run whose
-    environment, folder and checks hold markers, none of them is in the server's memory; it has no descriptor but
-    its standard streams and its socket, and no mapping another process could write."""
+    """What a forked child could inherit: the server's memory, descriptors and shared mappings. After a sandboxed
+    and a referee run whose environment, folder and checks hold markers, none of them is in the server's memory;
+    it has no descriptor but its standard streams and its socket, and no mapping another process could write."""
     work, runtime, user = folders
     marker = f"MARKER-{os.getpid()}-{time.time_ns()}"
     (work / "marked.ipynb").write_text(json.dumps(notebook("print('cell ran')")))
@@ -175,7 +175,11 @@ def test_the_server_holds_nothing_of_a_run(folders: Tuple[Path, Path, Any]) -> N
                    env={"HW_MARKER": marker + "-env"}, preload=PRELOAD)
     run = run_notebook(job, work, runtime, user=user)
     assert run.cells == {0: "ok"} and marker + "-check" in run.output_head, run.output_head
-    server = forkserver.server_for("sandbox", sys.executable, PRELOAD, runner._server_env)
+    referee = ProbeJob(work / "marked.ipynb", [CheckRun("marked", f"print({(marker + '-expected')!r})", seed=314159)],
+                       env={"HW_MARKER": marker + "-referee"}, mode="referee", preload=PRELOAD)
+    run = run_notebook(referee, work, runtime)  # the same server forks the referee's children
+    assert run.cells == {0: "ok"} and marker + "-expected" in run.output_head, run.output_head
+    server = forkserver.server_for(sys.executable, PRELOAD, runner._server_env)
     assert server is not None
     pid = server.process.pid
     assert server_memory_holds(pid, b"numpy")  # the scan reads the server's memory at all
@@ -198,7 +202,7 @@ def test_a_server_that_dies_mid_run_costs_only_the_running_cell(folders: Tuple[P
     work, runtime, user = folders
     (work / "slow.ipynb").write_text(json.dumps(notebook("import time\ntime.sleep(30)", "print('second cell')")))
     job = ProbeJob(work / "slow.ipynb", [CheckRun("after", "print('check after')")], preload=PRELOAD)
-    server = forkserver.server_for("sandbox", sys.executable, PRELOAD, runner._server_env)
+    server = forkserver.server_for(sys.executable, PRELOAD, runner._server_env)
     assert server is not None
     first_server = server.process.pid
     victims: List[int] = []
@@ -222,7 +226,7 @@ def test_a_server_that_dies_mid_run_costs_only_the_running_cell(folders: Tuple[P
     assert not [pid for pid in victims if alive(pid)]
     assert run.cells[1] == "ok" and run.cells[0] != "ok" and run.children == 2, (run.cells, run.events)
     assert run.reports["after"]["error"]["type"] == "NoValues"  # the check ran to its end (it reports nothing)
-    replacement = forkserver.server_for("sandbox", sys.executable, PRELOAD, runner._server_env)
+    replacement = forkserver.server_for(sys.executable, PRELOAD, runner._server_env)
     assert replacement is not None and replacement.process.pid != first_server
 
 
@@ -242,7 +246,7 @@ def parent_of(pid: int) -> int:
 
 
 def test_a_request_that_is_not_fork_is_refused_and_the_server_goes_on(tmp_path: Path) -> None:
-    server = forkserver.server_for("referee", sys.executable, (), runner._server_env)
+    server = forkserver.server_for(sys.executable, (), runner._server_env)
     assert server is not None
     read_end, write_end = os.pipe()
     try:
@@ -313,5 +317,5 @@ def test_a_child_that_makes_the_server_its_tracer_is_ended_not_reported_as_gone(
     run = run_notebook(job, tmp_path, tmp_path, limits=Limits(cell_seconds=60))
     assert time.monotonic() - started < 30, "the stopped child was left to the cell's time-out"
     assert run.cells[0] != "ok" and run.cells[1] == "ok" and run.children == 2, (run.cells, run.events)
-    server = forkserver.server_for("referee", sys.executable, (), runner._server_env)
+    server = forkserver.server_for(sys.executable, (), runner._server_env)
     assert server is not None and server.exits == {}

@@ -127,7 +127,7 @@ def test_children_are_forked_from_a_fork_server_on_python310(python310: str, tmp
     (work / "probe.ipynb").write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     preload = tuple(libraries_without_torch())
     run = run_notebook(ProbeJob(work / "probe.ipynb", [], preload=preload), work, runtime, python=python310)
-    server = forkserver.server_for("sandbox", python310, preload, runner._server_env)
+    server = forkserver.server_for(python310, preload, runner._server_env)
     assert server is not None, forkserver.failures()
     assert run.cells == {0: "ok"}, (run.cells, run.events, run.output_head)
     assert f"VERSION (3, 10) {server.process.pid}" in run.output_head, run.output_head

@@ -12,9 +12,14 @@ What the server knows, and so what every forked child inherits: the libraries an
 ``fork`` and three pipe ends; the forked child, still privileged and before anything else runs, reads its
 set-up (mode, working folder, environment, limits, account, readable folders) as the first line of its own
 stdin, which only the grader writes, and checks, seeds and submitted files reach it through the same pipes as
-before. Referee and sandboxed children still come from separate servers, each started afresh: a forked child
-shares its server's address layout, and a student's code should not learn the referee's, which reads the
-submitted files.
+before. So referee and sandboxed children share one server: neither inherits anything of the other.
+
+Every child of one server shares its address layout, the referee's children included, and a student's code can
+learn it. That is of no use to an attacker: the layout is drawn afresh for every grader process (on Gradescope,
+every submission), and the only student bytes the referee reads, the submitted files, are fixed before it
+exists. One server, not one per mode, also keeps memory where it was: a forked child's pages are the server's
+until it writes them, while a second server would hold another ~250 MB beside the child (``make bench``:
+summed PSS).
 
 The server runs as the grader's user (root on Gradescope) beside the sandbox. The sandbox account cannot signal,
 trace or read it (another uid; the child's seccomp filter), holds none of its descriptors (a forked child closes
@@ -173,20 +178,17 @@ class ForkServer:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-_SERVERS: Dict[Tuple[int, str, str, Tuple[str, ...]], ForkServer] = {}
-_FAILED: Dict[Tuple[int, str, str, Tuple[str, ...]], str] = {}
+_SERVERS: Dict[Tuple[int, str, Tuple[str, ...]], ForkServer] = {}
+_FAILED: Dict[Tuple[int, str, Tuple[str, ...]], str] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
-def server_for(mode: str, python: str, preload: Sequence[str], make_env: Callable[[Path], Dict[str, str]]
-               ) -> Optional[ForkServer]:
-    """This process's server of ``mode`` children (``"referee"`` or ``"sandbox"``) for ``python`` with ``preload``
-    imported, started on first use; ``None`` when disabled or when it cannot start (the caller then starts a
-    fresh Python, as without a server). Referee and sandbox have servers of their own, started separately, so a
-    sandboxed child does not even share the referee's address layout."""
+def server_for(python: str, preload: Sequence[str], make_env: Callable[[Path], Dict[str, str]]) -> Optional[ForkServer]:
+    """This process's server for ``python`` with ``preload`` imported, started on first use; ``None`` when
+    disabled or when it cannot start (the caller then starts a fresh Python, as without a server)."""
     if not enabled():
         return None
-    key = (os.getpid(), mode, python, tuple(preload))
+    key = (os.getpid(), python, tuple(preload))
     with _REGISTRY_LOCK:
         for other in [k for k in _SERVERS if k[0] != key[0]]:  # inherited through a fork of the grader
             _SERVERS.pop(other).close()
@@ -212,7 +214,7 @@ def server_for(mode: str, python: str, preload: Sequence[str], make_env: Callabl
 
 def failures() -> Dict[str, str]:
     """Why a server could not start, by interpreter (for the grading log)."""
-    return {f"{mode} {python}": why for (_, mode, python, _), why in _FAILED.items()}
+    return {python: why for (_, python, _), why in _FAILED.items()}
 
 
 def close_all() -> None:

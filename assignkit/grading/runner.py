@@ -507,7 +507,7 @@ class _Child:
         env = _child_env(workdir, job.env)
         readable = readable_folders(python, [workdir, runtime_dir]) if job.mode == "sandbox" else None
         script = str(runtime_dir / CHILD_SCRIPT.name)
-        server = forkserver.server_for(job.mode, python, job.preload, _server_env) if fork_server else None
+        server = forkserver.server_for(python, job.preload, _server_env) if fork_server else None
         self.process: Union[ForkedChild, subprocess.Popen] = None  # type: ignore[assignment]
         setup = None
         if server is not None:
