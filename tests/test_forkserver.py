@@ -319,3 +319,21 @@ def test_a_child_that_makes_the_server_its_tracer_is_ended_not_reported_as_gone(
     assert run.cells[0] != "ok" and run.cells[1] == "ok" and run.children == 2, (run.cells, run.events)
     server = forkserver.server_for(sys.executable, (), runner._server_env)
     assert server is not None and server.exits == {}
+
+
+def test_a_server_that_does_not_answer_in_time_is_never_asked_again() -> None:
+    """Its late answer would otherwise be read as the answer to the next request (a child mistaken for another)."""
+    server = forkserver.server_for(sys.executable, (), runner._server_env)
+    assert server is not None
+    read_end, write_end = os.pipe()
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(forkserver.ForkServerError, match="did not answer"):
+            server.fork((read_end, write_end, write_end), seconds=1.0)
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+        os.close(write_end)
+        os.close(read_end)
+    assert not server.alive()
+    replacement = forkserver.server_for(sys.executable, (), runner._server_env)
+    assert replacement is not None and replacement is not server and replacement.alive()

@@ -235,7 +235,8 @@ def bench_otter(root: Path, work: Path, submission: Path) -> Dict[str, Any]:
     files.update({relative: path.read_bytes() for relative, path in course.public_data})
     for table in sorted(course.hidden_data_dir.glob("*.tsv")) if course.hidden_data_dir else []:
         files[f"hidden_data/{table.name}"] = table.read_bytes()
-    totals = {"wall_seconds": 0.0, "cpu_seconds": 0.0, "peak_mb_summed": 0, "score": 0.0, "runs": []}
+    totals = {"wall_seconds": 0.0, "cpu_seconds": 0.0, "peak_mb_pss_summed": 0, "peak_mb_summed": 0, "score": 0.0,
+              "runs": []}
     for suite in course.suites:
         notebook = submission / suite.filename
         if not notebook.is_file():
@@ -251,10 +252,11 @@ def bench_otter(root: Path, work: Path, submission: Path) -> Dict[str, Any]:
         graded = json.loads((out / "results.json").read_text())
         score = sum(test.get("score", 0) for test in graded.get("tests", []) if "max_score" in test)
         totals["runs"].append({"notebook": suite.filename, **{k: result[k] for k in (
-            "wall_seconds", "cpu_seconds", "peak_mb_summed")}, "score": score})
+            "wall_seconds", "cpu_seconds", "peak_mb_pss_summed", "peak_mb_summed")}, "score": score})
         totals["wall_seconds"] += result["wall_seconds"]
         totals["cpu_seconds"] += result["cpu_seconds"]
         totals["peak_mb_summed"] = max(totals["peak_mb_summed"], result["peak_mb_summed"])
+        totals["peak_mb_pss_summed"] = max(totals["peak_mb_pss_summed"], result["peak_mb_pss_summed"])
         totals["score"] += score
     return totals
 

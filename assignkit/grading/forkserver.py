@@ -88,6 +88,7 @@ class ForkServer:
 
     def __init__(self, python: str, preload: Sequence[str], env: Mapping[str, str], home: str) -> None:
         self.home = home
+        self.broken = False
         self.lock = threading.Lock()
         self.exits: Dict[int, float] = {}
         self.owner = os.getpid()
@@ -117,7 +118,7 @@ class ForkServer:
             return "(no log)"
 
     def alive(self) -> bool:
-        return self.socket.fileno() >= 0 and self.process.poll() is None
+        return not self.broken and self.socket.fileno() >= 0 and self.process.poll() is None
 
     def _receive(self, seconds: float) -> Optional[Dict[str, Any]]:
         """The server's next message, ``None`` after ``seconds``; raises :class:`ForkServerError` when it has gone."""
@@ -145,10 +146,13 @@ class ForkServer:
             deadline = time.monotonic() + seconds
             while True:
                 message = self._receive(deadline - time.monotonic())
-                if message is None:
+                if message is None:  # a late answer would be taken for the next request's: never ask again
+                    self.broken = True
                     raise ForkServerError("the fork server did not answer")
                 if "spawned" in message:
-                    return int(message["spawned"])
+                    pid = int(message["spawned"])
+                    self.exits.pop(pid, None)  # a pid used again: what was heard of its first owner is void
+                    return pid
                 if "error" in message:
                     raise ForkServerError(str(message["error"])[:500])
 
