@@ -96,13 +96,15 @@ class PeakSampler(TreeSampler):
             seen = []
             for process in processes:
                 try:
-                    rss, uid = process.memory_info().rss, process.uids().real
+                    memory, uid = process.memory_full_info(), process.uids().real  # PSS: smaps_rollup
                     command = " ".join(process.cmdline()[:4])[-100:]
                 except psutil.Error:
                     continue
-                seen.append({"pid": process.pid, "uid": uid, "rss_mb": round(rss / MB), "command": command})
-                self.peak_single = max(self.peak_single, rss)
+                seen.append({"pid": process.pid, "uid": uid, "rss_mb": round(memory.rss / MB),
+                             "pss_mb": round(getattr(memory, "pss", memory.rss) / MB), "command": command})
+                self.peak_single = max(self.peak_single, memory.rss)
             total = sum(entry["rss_mb"] for entry in seen) * MB
+            self.peak_pss_sum = max(self.peak_pss_sum, sum(entry["pss_mb"] for entry in seen) * MB)
             if total > self.peak_sum:
                 self.peak_sum, self.at_peak = total, [entry for entry in seen if entry["rss_mb"] >= 5]
             self.stop.wait(self.every)
@@ -132,8 +134,9 @@ def measure(command: List[str], cwd: Path, env: Mapping[str, str], log: Path, ti
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"returncode": returncode, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
-            "peak_mb_summed": round(sampler.peak_sum / MB), "peak_mb_largest_process": round(sampler.peak_single / MB),
-            "processes_at_peak": sampler.at_peak, "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+            "peak_mb_summed": round(sampler.peak_sum / MB), "peak_mb_pss_summed": round(sampler.peak_pss_sum / MB),
+            "peak_mb_largest_process": round(sampler.peak_single / MB), "processes_at_peak": sampler.at_peak,
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 def tail(path: Path, characters: int = 3000) -> str:
@@ -320,7 +323,7 @@ def main(argv: Optional[List[str]] = None) -> int:
               flush=True)
         setup = emulation.set_up(args.bundle)
         print(f"emulate: setup.sh exit {setup['returncode']} in {setup['wall_seconds']} s, "
-              f"peak {setup['peak_mb_summed']} MB", flush=True)
+              f"peak {setup['peak_mb_summed']} MB (PSS {setup['peak_mb_pss_summed']} MB)", flush=True)
         figures = {
             "measured_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "system": platform.platform()},
@@ -348,7 +351,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 grading = gradings[label]
                 print(f"emulate: {label}: {grading.get('score')} / {grading.get('max_score')} in "
                       f"{grading['wall_seconds']} s (CPU {grading['cpu_seconds']} s), peak "
-                      f"{grading['peak_mb_summed']} MB", flush=True)
+                      f"{grading['peak_mb_summed']} MB (PSS {grading['peak_mb_pss_summed']} MB)", flush=True)
         figures["gradings"] = gradings
         solution_result = gradings["solution"]
         expected = {"solution": solution_result.get("max_score"), "blank_release": 0}
