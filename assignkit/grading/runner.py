@@ -505,20 +505,16 @@ class _Child:
                  user: Optional[SandboxUser], python: str, fork_server: bool = True) -> None:
         read_fd, write_fd = os.pipe()
         env = _child_env(workdir, job.env)
-        readable = readable_folders(python, [workdir, runtime_dir]) if job.mode == "sandbox" else None
+        sandboxed = job.mode == "sandbox"
+        readable = readable_folders(python, [workdir, runtime_dir]) if sandboxed else None
         script = str(runtime_dir / CHILD_SCRIPT.name)
         server = forkserver.server_for(python, job.preload, _server_env) if fork_server else None
-        self.process: Union[ForkedChild, subprocess.Popen] = None  # type: ignore[assignment]
-        setup = None
+        self.process: Union[ForkedChild, subprocess.Popen, None] = None
         if server is not None:
             try:
                 self.process = _forked_child(server, write_fd)
-                setup = {"cwd": str(workdir), "env": {**env, "HWGRADE_EVENTS_FD": str(forkserver.EVENTS_FD)},
-                         "limits": dataclasses.asdict(limits), "offline": job.mode == "sandbox",
-                         "user": dataclasses.asdict(user) if user is not None else None, "readable": readable,
-                         "script": script}
             except ForkServerError:
-                self.process = None  # type: ignore[assignment]
+                self.process = None  # a fresh Python instead
         if self.process is None:
             env["HWGRADE_EVENTS_FD"] = str(write_fd)
             self.process = subprocess.Popen(
@@ -529,8 +525,12 @@ class _Child:
                 cwd=str(workdir),
                 env=env,
                 pass_fds=(write_fd,),
-                preexec_fn=_limit_child(limits, user, offline=job.mode == "sandbox", readable=readable),
+                preexec_fn=_limit_child(limits, user, offline=sandboxed, readable=readable),
             )
+        else:  # what a fresh Python gets from Popen and its preexec_fn, a forked child reads first (forkserver)
+            self.send({"cwd": str(workdir), "env": {**env, "HWGRADE_EVENTS_FD": str(forkserver.EVENTS_FD)},
+                       "limits": dataclasses.asdict(limits), "offline": sandboxed, "readable": readable,
+                       "user": dataclasses.asdict(user) if user is not None else None, "script": script})
         os.close(write_fd)
         self.events = os.fdopen(read_fd, "rb", buffering=0)
         self.buffer = b""
@@ -553,8 +553,6 @@ class _Child:
             "submitted": dict(job.submitted),
             "preload": list(job.preload),
         }
-        if setup is not None:
-            self.send(setup)
         self.send(first)
 
     def send(self, message: Dict[str, Any], seconds: float = 10.0) -> None:
