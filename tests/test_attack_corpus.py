@@ -421,10 +421,12 @@ def test_asking_torch_for_more_threads_costs_an_honest_notebook_nothing(tmp_path
 
 def test_an_honest_notebook_that_uses_temporary_files_and_its_own_folders_loses_nothing(tmp_path, notebooks, course,
                                                                                          account):
-    """Found by red-team round nine: a child forked from the fork server kept the server's temporary folder
-    (``tempfile`` caches its first answer, and a library asked while the server imported it), so `mkdtemp()` in a
-    cell failed with PermissionError and cost that cell's checks. The child now finds its own folders."""
-    extra = ("import tempfile, matplotlib\n_scratch = tempfile.mkdtemp()\n"
+    """Found by red-team rounds nine and ten: a child forked from the fork server kept the server's temporary
+    folder (``tempfile`` caches its first answer, and so does ``dill.session``, which torch imports), so `mkdtemp()`
+    or `dill.dump_session()` in a cell failed with PermissionError and cost that cell's checks. The server's
+    folders are now ``/proc/self/cwd``, which is each child's own working folder, and the child forgets
+    ``tempfile``'s and matplotlib's answers."""
+    extra = ("import dill, tempfile, matplotlib\ndill.dump_session()\n_scratch = tempfile.mkdtemp()\n"
              "with tempfile.NamedTemporaryFile(dir=_scratch) as _handle:\n    _handle.write(b'x')\n"
              "assert matplotlib.get_cachedir().startswith(tempfile.gettempdir())\n")
     solution = notebooks[f"solution/{RNN_NB}"]

@@ -60,9 +60,12 @@ def trace_me():
     if ctypes.CDLL(None, use_errno=True).ptrace(0, 0, None, None) != 0:  # PTRACE_TRACEME
         raise PermissionError(ctypes.get_errno())
 attempt("make the parent its tracer", trace_me)
-report["folders"] = [path.replace(os.getcwd(), "WORK") for path in (
+import dill.session
+report["folders"] = [os.path.realpath(path).replace(os.getcwd(), "WORK") for path in (
     tempfile.gettempdir(), matplotlib.get_configdir(), matplotlib.get_cachedir(), os.path.expanduser("~"),
-    IPython.paths.get_ipython_dir())]
+    IPython.paths.get_ipython_dir(), dill.session.TEMPDIR)]
+report["dumpable"] = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
+attempt("read its own /proc/self/environ", lambda: open("/proc/self/environ", "rb").read(1))
 report["limits"] = [resource.getrlimit(getattr(resource, name)) for name in
                     ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_CPU", "RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_CORE")]
 report["environment"] = {key: value.replace(os.getcwd(), "WORK") for key, value in os.environ.items()
@@ -134,7 +137,8 @@ def test_a_forked_child_is_confined_exactly_like_a_fresh_python(folders: Tuple[P
     assert fresh["parent"] == os.getpid() and forked["parent"] == again["parent"] == server.process.pid
     assert forked["numpy draw"] != again["numpy draw"], "numpy's global generator must be seeded afresh per child"
     assert fresh["uid"] == user.uid and fresh["read the checkout"] == "PermissionError", fresh
-    assert fresh["folders"] == ["WORK", "WORK/.matplotlib", "WORK/.matplotlib", "WORK", "WORK/.ipython"], fresh
+    assert fresh["folders"] == ["WORK", "WORK/.matplotlib", "WORK/.matplotlib", "WORK", "WORK/.ipython", "WORK"], fresh
+    assert fresh["dumpable"] == 1 and fresh["read its own /proc/self/environ"] == "allowed"
     for name in ("internet socket", "fork", "signal the parent", "read the parent's memory",
                  "read the parent's environment", "make the parent its tracer"):
         assert fresh[name] == "PermissionError", (name, fresh)
@@ -318,7 +322,7 @@ def test_a_child_that_makes_the_server_its_tracer_is_ended_not_reported_as_gone(
     assert time.monotonic() - started < 30, "the stopped child was left to the cell's time-out"
     assert run.cells[0] != "ok" and run.cells[1] == "ok" and run.children == 2, (run.cells, run.events)
     server = forkserver.server_for(sys.executable, (), runner._server_env)
-    assert server is not None and server.exits == {}
+    assert server is not None and server.exits == set()
 
 
 def test_a_server_that_does_not_answer_in_time_is_never_asked_again() -> None:
@@ -337,3 +341,27 @@ def test_a_server_that_does_not_answer_in_time_is_never_asked_again() -> None:
     assert not server.alive()
     replacement = forkserver.server_for(sys.executable, (), runner._server_env)
     assert replacement is not None and replacement is not server and replacement.alive()
+
+
+def test_a_childs_pid_stays_taken_until_the_grader_releases_it(tmp_path: Path) -> None:
+    """The grader kills a child by its pid; the server reports an ended child but leaves it a zombie until the
+    grader asks for it to be reaped, so that pid cannot meanwhile belong to another process."""
+    runtime_files(tmp_path)
+    server = forkserver.server_for(sys.executable, (), runner._server_env)
+    assert server is not None
+    events = os.open(os.devnull, os.O_WRONLY)
+    try:
+        child = runner._forked_child(server, events)
+    finally:
+        os.close(events)
+    child.stdin.close()  # no set-up line: the child ends at once
+    deadline = time.monotonic() + 20
+    with server.lock:
+        while child.pid not in server.exits and time.monotonic() < deadline:
+            server._receive(0.5)
+    assert child.pid in server.exits
+    time.sleep(0.3)
+    assert Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    child.wait()
+    child.stdout.close()
+    assert not Path(f"/proc/{child.pid}").exists() and server.exits == set()

@@ -47,7 +47,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, BinaryIO, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 FORKSERVER_VARIABLE = "HWGRADER_FORKSERVER"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +79,7 @@ class ForkedChild:
     server: ForkServer
 
     def wait(self, seconds: float = 10.0) -> float:
-        """Wait until the server has reaped the child; its CPU seconds (0.0 if the server cannot tell)."""
+        """Wait until the child has ended and the server has reaped it; its CPU seconds (0.0 if it cannot tell)."""
         return self.server.wait(self.pid, seconds)
 
 
@@ -90,7 +90,7 @@ class ForkServer:
         self.home = home
         self.broken = False
         self.lock = threading.Lock()
-        self.exits: Dict[int, float] = {}
+        self.exits: Set[int] = set()  # children the server reported as ended, not yet reaped
         self.owner = os.getpid()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.socket = ours
@@ -133,7 +133,7 @@ class ForkServer:
             raise ForkServerError("the fork server has stopped")
         message = json.loads(data.decode("utf-8"))
         if "exited" in message:
-            self.exits[int(message["exited"])] = float(message.get("cpu", 0.0))
+            self.exits.add(int(message["exited"]))
         return message
 
     def fork(self, descriptors: Tuple[int, int, int], seconds: float = 30.0) -> int:
@@ -150,21 +150,32 @@ class ForkServer:
                     self.broken = True
                     raise ForkServerError("the fork server did not answer")
                 if "spawned" in message:
-                    pid = int(message["spawned"])
-                    self.exits.pop(pid, None)  # a pid used again: what was heard of its first owner is void
-                    return pid
+                    return int(message["spawned"])
                 if "error" in message:
                     raise ForkServerError(str(message["error"])[:500])
 
     def wait(self, pid: int, seconds: float) -> float:
+        """Wait until child ``pid`` has ended, then have it reaped (its pid is free only then); its CPU seconds."""
         with self.lock:
             deadline = time.monotonic() + seconds
             try:
                 while pid not in self.exits and time.monotonic() < deadline:
                     self._receive(deadline - time.monotonic())
-            except ForkServerError:
-                return 0.0  # the server has gone, and its children with it (PR_SET_PDEATHSIG)
-            return self.exits.pop(pid, 0.0)
+                if pid not in self.exits:
+                    return 0.0
+                self.exits.discard(pid)
+                self.socket.send(f"reap {pid}".encode())
+                while time.monotonic() < deadline + 5:
+                    message = self._receive(deadline + 5 - time.monotonic())
+                    if message is None:
+                        break
+                    if message.get("reaped") == pid:
+                        return float(message.get("cpu", 0.0))
+                    if "error" in message:
+                        break
+            except (ForkServerError, OSError):
+                pass  # the server has gone, and its children with it (PR_SET_PDEATHSIG)
+            return 0.0
 
     def close(self) -> None:
         """End the server (it kills what it still runs when its socket closes) and remove its folder."""
@@ -290,6 +301,18 @@ def _forget_the_servers_folders() -> None:
                 setattr(matplotlib, name, matplotlib._logged_cached(label)(original))
 
 
+def _dumpable_again() -> None:
+    """After the switch to the account, Linux marks a process not dumpable, and only ``exec`` (which a fresh Python
+    went through) marks it dumpable again; so its ``/proc/self`` entries (``environ``, ``io``, ``mem``) would belong
+    to root. Mark it dumpable as ``exec`` would: it is the account's own process (core files stay off, RLIMIT_CORE)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+    except (OSError, AttributeError):
+        pass
+
+
 def _become_child(server_pid: int, base_path: List[str]) -> None:
     """In the forked child, on descriptors 0–3 already: read the set-up, confine, run ``child.py`` as ``__main__``.
     Never returns."""
@@ -306,6 +329,7 @@ def _become_child(server_pid: int, base_path: List[str]) -> None:
         os.environ.update(setup["env"])
         _forget_the_servers_folders()
         confine()
+        _dumpable_again()
         for name in [name for name in sys.modules if name == "assignkit" or name.startswith("assignkit.")]:
             del sys.modules[name]
         if "numpy" in sys.modules:  # a fresh Python seeds numpy's global generator from the OS: so does this child
@@ -362,26 +386,43 @@ def _fork(server: socket.socket, descriptors: List[int], base_path: List[str], d
     return 0  # not reached
 
 
-def _reap(server: socket.socket, children: Dict[int, bool]) -> None:
-    while children:
+def _watch(server: socket.socket, children: Dict[int, bool]) -> None:
+    """Tell the grader which children have ended, without reaping them: a child's pid stays taken (a zombie) until
+    the grader, which may still kill it by that pid, releases it (``reap``). A child stopped because it made this
+    server its tracer (PTRACE_TRACEME; the sandbox's filter refuses it, a referee has no reason to) is killed."""
+    for pid, reported in list(children.items()):
+        if reported:
+            continue
         try:
-            pid, status, usage = os.wait4(-1, os.WNOHANG)
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WSTOPPED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
-            children.clear()
-            return
-        if pid == 0:
-            return
-        if not (os.WIFEXITED(status) or os.WIFSIGNALED(status)):  # a stop: the child made this server its
-            try:  # tracer (PTRACE_TRACEME; the sandbox's filter refuses it, a referee has no reason to): end it
+            children.pop(pid)
+            continue
+        if info is None:
+            continue
+        if info.si_code in (os.CLD_STOPPED, os.CLD_TRAPPED):
+            try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+            os.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOHANG)  # consume the stop, so the exit is seen next
             continue
-        children.pop(pid, None)
-        server.send(json.dumps({"exited": pid, "cpu": usage.ru_utime + usage.ru_stime}).encode())
+        children[pid] = True
+        server.send(json.dumps({"exited": pid}).encode())
+
+
+def _release(server: socket.socket, children: Dict[int, bool], pid: int) -> None:
+    """Reap ``pid`` for the grader, once it has ended, and send its CPU seconds."""
+    if not children.get(pid):
+        raise ValueError(f"no ended child {pid}")
+    _, _, usage = os.wait4(pid, 0)
+    del children[pid]
+    server.send(json.dumps({"reaped": pid, "cpu": usage.ru_utime + usage.ru_stime}).encode())
 
 
 def serve(fd: int, preload: List[str], base_path: List[str]) -> int:
+    """Requests: ``fork`` with three descriptors (answer ``spawned``), ``reap <pid>`` for a child it reported as
+    ``exited`` (answer ``reaped`` with its CPU seconds); anything else is answered ``error``."""
     server = socket.socket(fileno=fd)
     try:
         _warm_up(preload)
@@ -390,21 +431,25 @@ def serve(fd: int, preload: List[str], base_path: List[str]) -> int:
         return 1
     die_with_server = _die_with_parent()
     server.send(json.dumps({"ready": True}).encode())
-    children: Dict[int, bool] = {}
+    children: Dict[int, bool] = {}  # pid -> its end was reported (it waits, a zombie, for the grader's reap)
     while True:
-        ready, _, _ = select.select([server], [], [], REAP_SECONDS if children else None)
-        _reap(server, children)
+        waiting = any(not reported for reported in children.values())
+        ready, _, _ = select.select([server], [], [], REAP_SECONDS if waiting else None)
+        _watch(server, children)
         if not ready:
             continue
         message, descriptors, _, _ = socket.recv_fds(server, 64, 3)
         if not message:
             break
         try:
-            if message != b"fork" or len(descriptors) != 3:
-                raise ValueError("a request is b'fork' and three descriptors")
-            pid = _fork(server, descriptors, base_path, die_with_server)
-            children[pid] = True
-            server.send(json.dumps({"spawned": pid}).encode())
+            if message == b"fork" and len(descriptors) == 3:
+                pid = _fork(server, descriptors, base_path, die_with_server)
+                children[pid] = False
+                server.send(json.dumps({"spawned": pid}).encode())
+            elif message.startswith(b"reap ") and not descriptors:
+                _release(server, children, int(message[5:]))
+            else:
+                raise ValueError("a request is b'fork' with three descriptors or b'reap <pid>'")
         except (OSError, ValueError) as error:
             server.send(json.dumps({"error": str(error)[:500]}).encode())
         finally:

@@ -610,13 +610,13 @@ class _Child:
     def stop(self) -> float:
         """Kill the whole process group; return the child's CPU seconds."""
         forked = isinstance(self.process, ForkedChild)
-        if not (forked and self.process.pid in self.process.server.exits):  # reaped already: the pid is not its
-            # a forked child killed before it called setsid() has no process group yet: kill it by its pid too
-            for kill in (os.killpg, os.kill) if forked else (os.killpg,):
-                try:
-                    kill(self.process.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+        # the pid is the child's until it is reaped (by this process, or by the fork server when asked); a forked
+        # child killed before it called setsid() has no process group yet: kill it by its pid too
+        for kill in (os.killpg, os.kill) if forked else (os.killpg,):
+            try:
+                kill(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         if isinstance(self.process, ForkedChild):
             cpu = self.process.wait()
             self.process.stdin.close()
@@ -632,8 +632,12 @@ class _Child:
 
 
 def _server_env(home: Path) -> Dict[str, str]:
-    """A fork server's environment: a child's (:func:`_child_env`) with the server's own empty folder."""
-    return _child_env(home, {})
+    """A fork server's environment: a child's (:func:`_child_env`) whose folders are ``/proc/self/cwd``, which is
+    the server's own folder ``home`` (its working directory) while it imports, and each forked child's working
+    folder afterwards. Whatever a library works out from them and keeps (dill's temporary folder, matplotlib's
+    font folders) then names the child's own folder, as in a fresh Python."""
+    assert home.is_dir()
+    return _child_env(Path("/proc/self/cwd"), {})
 
 
 def _forked_child(server: forkserver.ForkServer, events_fd: int) -> ForkedChild:
