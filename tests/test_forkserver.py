@@ -55,7 +55,10 @@ attempt("read the parent's environment", lambda: open(f"/proc/{os.getppid()}/env
 report["descriptors"] = sorted(os.readlink(f"/proc/self/fd/{fd}").split(":")[0].replace(os.getcwd(), "WORK")
                                for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}"))
 report["grader modules"] = sorted(name for name in sys.modules if name.startswith("assignkit"))
-import ctypes, tempfile, matplotlib, IPython.paths
+import ctypes, tempfile, matplotlib, matplotlib.style, IPython.paths, dill
+report["dill sees IPython"] = bool(dill._dill.IS_IPYTHON)
+report["style folder"] = [os.path.realpath(path).replace(os.getcwd(), "WORK")
+                          for path in matplotlib.style.USER_LIBRARY_PATHS]
 def trace_me():
     if ctypes.CDLL(None, use_errno=True).ptrace(0, 0, None, None) != 0:  # PTRACE_TRACEME
         raise PermissionError(ctypes.get_errno())
@@ -67,7 +70,11 @@ report["folders"] = [os.path.realpath(path).replace(os.getcwd(), "WORK") for pat
 report["dumpable"] = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
 attempt("read its own /proc/self/environ", lambda: open("/proc/self/environ", "rb").read(1))
 report["limits"] = [resource.getrlimit(getattr(resource, name)) for name in
-                    ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_CPU", "RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_CORE")]
+                    ("RLIMIT_CPU", "RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_CORE")]
+status = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in open("/proc/self/status")
+          if line.startswith(("VmData:", "VmSize:"))}
+report["room"] = {"data": resource.getrlimit(resource.RLIMIT_DATA)[0] - status["VmData"],
+                  "address space": resource.getrlimit(resource.RLIMIT_AS)[0] - status["VmSize"]}
 report["environment"] = {key: value.replace(os.getcwd(), "WORK") for key, value in os.environ.items()
                         if key != "HWGRADE_EVENTS_FD"}  # a descriptor number: 3 when forked
 report["path"] = sys.path[:1] == [RUNTIME]
@@ -143,6 +150,11 @@ def test_a_forked_child_is_confined_exactly_like_a_fresh_python(folders: Tuple[P
                  "read the parent's environment", "make the parent its tracer"):
         assert fresh[name] == "PermissionError", (name, fresh)
     assert fresh["start a thread"] == "RuntimeError" and fresh["grader modules"] == []
+    assert fresh["dill sees IPython"] and fresh["style folder"] == ["WORK/.matplotlib/stylelib"]
+    for report in (forked, again):  # the student's memory room is at least a fresh child's (within 1 MiB)
+        for kind, room in report.pop("room").items():
+            assert 0 <= room - fresh["room"][kind] <= forkserver.FORKED_HEADROOM_BYTES, (kind, room, fresh["room"])
+    del fresh["room"]
     for report in (fresh, forked, again):
         del report["parent"], report["numpy draw"]
     assert forked == fresh and again == fresh
@@ -365,3 +377,21 @@ def test_a_childs_pid_stays_taken_until_the_grader_releases_it(tmp_path: Path) -
     child.wait()
     child.stdout.close()
     assert not Path(f"/proc/{child.pid}").exists() and server.exits == set()
+
+
+def test_matplotlib_inline_and_a_user_style_work_in_a_forked_child(folders: Tuple[Path, Path, Any]) -> None:
+    """Honest habits found by red-team round eleven: `%matplotlib inline` (the child's IPython shell has no event
+    loop to enable) and a style saved in matplotlib's user style folder, which a forked child must find in its own
+    folder."""
+    work, runtime, user = folders
+    cell = ("%matplotlib inline\nimport os\nimport matplotlib, matplotlib.pyplot as plt\n"
+            "folder = os.path.join(matplotlib.get_configdir(), 'stylelib')\nos.makedirs(folder, exist_ok=True)\n"
+            "open(os.path.join(folder, 'hw.mplstyle'), 'w').write('lines.linewidth: 3\\n')\n"
+            "plt.style.reload_library()\nplt.style.use('hw')\nassert matplotlib.rcParams['lines.linewidth'] == 3\n"
+            "plt.plot([0, 1])\nprint('styled')")
+    (work / "style.ipynb").write_text(json.dumps(notebook(cell)))
+    for fork_server in (False, True):
+        run = run_notebook(ProbeJob(work / "style.ipynb", [CheckRun("after", "pass")], preload=PRELOAD), work,
+                           runtime, user=user, fork_server=fork_server)
+        assert run.cells == {0: "ok"} and "styled" in run.output_head, (fork_server, run.cells, run.output_head)
+        shutil.rmtree(work / ".matplotlib", ignore_errors=True)

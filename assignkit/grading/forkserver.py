@@ -56,6 +56,9 @@ READY_SECONDS = 180.0
 EVENTS_FD = 3
 """The descriptor a forked child writes its events to (``HWGRADE_EVENTS_FD``)."""
 MAX_SETUP_BYTES = 1 << 20
+FORKED_HEADROOM_BYTES = 1 << 20
+"""Added to a forked child's data and address-space limits: it starts with the server's own heap (its loop and
+the grading modules, 0.3–0.45 MB more data than a fresh child), which must not come out of the student's room."""
 REAP_SECONDS = 0.02
 
 
@@ -259,8 +262,13 @@ atexit.register(close_all)
 def _warm_up(preload: List[str]) -> None:
     """Import what the children would, then wait for the threads a library started while loading: a fork
     copies only the calling thread."""
+    import builtins
+
     from assignkit.grading import child, runner  # noqa: F401  (runner: what a forked child confines itself with)
 
+    # a fresh child has created its IPython shell, which sets builtins.__IPYTHON__, before it imports anything, and
+    # libraries decide things at import from it (dill: whether to treat IPython's singletons and sources specially)
+    builtins.__IPYTHON__ = True  # type: ignore[attr-defined]
     child.warm_up(preload)
     try:
         import IPython.core.interactiveshell  # noqa: F401  (child.make_shell)
@@ -287,8 +295,9 @@ def _read_setup() -> Dict[str, Any]:
 
 def _forget_the_servers_folders() -> None:
     """Drop what the libraries worked out from the server's environment while they loaded, so the child finds its
-    own folders as a fresh Python would: the temporary folder (``TMPDIR``) and matplotlib's configuration and cache
-    folders (``MPLCONFIGDIR``), which both cache their first answer."""
+    own folders as a fresh Python would: the temporary folder (``TMPDIR``), matplotlib's configuration and cache
+    folders (``MPLCONFIGDIR``), which cache their first answer, and its style folder, which resolved
+    ``/proc/self/cwd`` to the server's folder. Nothing is created here (the child is still root)."""
     import tempfile
 
     tempfile.tempdir = None
@@ -299,6 +308,11 @@ def _forget_the_servers_folders() -> None:
             original = getattr(function, "__wrapped__", None)
             if original is not None and hasattr(matplotlib, "_logged_cached"):
                 setattr(matplotlib, name, matplotlib._logged_cached(label)(original))
+        folder = os.environ.get("MPLCONFIGDIR")
+        for module in (sys.modules.get("matplotlib.style"), sys.modules.get("matplotlib.style.core")):
+            paths = getattr(module, "USER_LIBRARY_PATHS", None)
+            if folder and isinstance(paths, list):  # the user's style folder, worked out (and resolved) at import
+                paths[:] = [os.path.join(os.path.realpath(folder), "stylelib")]
 
 
 def _dumpable_again() -> None:
@@ -319,11 +333,16 @@ def _become_child(server_pid: int, base_path: List[str]) -> None:
     code = 70
     try:
         setup = _read_setup()
+        from dataclasses import replace
+
         from assignkit.grading.runner import Limits, SandboxUser, _limit_child
 
         user = SandboxUser(**setup["user"]) if setup.get("user") else None
-        confine = _limit_child(Limits(**setup["limits"]), user, offline=bool(setup.get("offline")),
-                               readable=setup.get("readable"), parent=server_pid)
+        limits = Limits(**setup["limits"])
+        limits = replace(limits, data_bytes=limits.data_bytes + FORKED_HEADROOM_BYTES,
+                         address_space_bytes=limits.address_space_bytes + FORKED_HEADROOM_BYTES)
+        confine = _limit_child(limits, user, offline=bool(setup.get("offline")), readable=setup.get("readable"),
+                               parent=server_pid)
         os.chdir(setup["cwd"])
         os.environ.clear()
         os.environ.update(setup["env"])
