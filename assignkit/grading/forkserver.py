@@ -56,9 +56,10 @@ READY_SECONDS = 180.0
 EVENTS_FD = 3
 """The descriptor a forked child writes its events to (``HWGRADE_EVENTS_FD``)."""
 MAX_SETUP_BYTES = 1 << 20
-FORKED_HEADROOM_BYTES = 1 << 20
+FORKED_HEADROOM_BYTES = 8 << 20
 """Added to a forked child's data and address-space limits: it starts with the server's own heap (its loop and
-the grading modules, 0.3–0.45 MB more data than a fresh child), which must not come out of the student's room."""
+the grading modules: 0.3–1.5 MB more data than a fresh child, measured), which must not come out of the
+student's room."""
 REAP_SECONDS = 0.02
 
 
