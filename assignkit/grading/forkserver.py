@@ -8,7 +8,8 @@ then forks a child for each run; the child applies the same confinement a freshl
 Landlock, death with its parent) and runs ``child.py`` as ``__main__``.
 
 What the server knows, and so what every forked child inherits: the libraries and its fixed environment
-(:func:`.runner._child_env` of an empty folder). It never receives anything about a run. A request is the word
+(:func:`.runner._server_env`, whose folders are ``/proc/self/cwd``: after the fork, the child's own working
+folder). It never receives anything about a run. A request is the word
 ``fork`` and three pipe ends; the forked child, still privileged and before anything else runs, reads its
 set-up (mode, working folder, environment, limits, account, readable folders) as the first line of its own
 stdin, which only the grader writes, and checks, seeds and submitted files reach it through the same pipes as
