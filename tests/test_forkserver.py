@@ -19,13 +19,15 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
+import grading_fixtures
 import pytest
-from grading_fixtures import NEEDS_ROOT, account_of_this_process, delete_sandbox_user, ensure_sandbox_user, shared_dir
+from grading_fixtures import NEEDS_ROOT
 
 from assignkit.grading import forkserver, runner
 from assignkit.grading.runner import CheckRun, Limits, ProbeJob, SandboxUser, run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
+sandbox_user = grading_fixtures.sandbox_user  # this worker's account, removed at the end
 PRELOAD = ("IPython.display", "matplotlib.pyplot", "numpy", "numpy.random", "torch")  # numpy.random: its global
 # generator then exists in the server, and each child must still draw differently
 
@@ -98,15 +100,8 @@ def runtime_files(folder: Path) -> None:
     shutil.copy(ROOT / "source" / "hw_rnn" / "hwcheck.py", folder / "hwcheck.py")
 
 
-@pytest.fixture(scope="module")
-def account(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[SandboxUser]:
-    name = account_of_this_process("hwfork")
-    yield ensure_sandbox_user(name, shared_dir(tmp_path_factory, worker_id))
-    delete_sandbox_user(name)
-
-
 @pytest.fixture
-def folders(account: SandboxUser) -> Iterator[Tuple[Path, Path, SandboxUser]]:
+def folders(sandbox_user: SandboxUser) -> Iterator[Tuple[Path, Path, SandboxUser]]:
     """A working folder the account may write, a runtime folder holding child.py and hwcheck.py, and the account."""
     work = Path(tempfile.mkdtemp(prefix="hwfork-work-"))
     runtime = Path(tempfile.mkdtemp(prefix="hwfork-runtime-"))
@@ -116,7 +111,7 @@ def folders(account: SandboxUser) -> Iterator[Tuple[Path, Path, SandboxUser]]:
         runtime_files(runtime)
         for path in runtime.iterdir():
             os.chmod(path, 0o644)
-        yield work, runtime, account
+        yield work, runtime, sandbox_user
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(runtime, ignore_errors=True)

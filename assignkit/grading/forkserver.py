@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -92,6 +93,8 @@ class ForkServer:
     """The grader's end of one server process (see the module's docstring)."""
 
     def __init__(self, python: str, preload: Sequence[str], env: Mapping[str, str], home: str) -> None:
+        from .runner import _parent_death_signal  # runner imports this module
+
         self.home = home
         self.broken = False
         self.lock = threading.Lock()
@@ -104,7 +107,7 @@ class ForkServer:
             self.process = subprocess.Popen(
                 [python, "-I", __file__, str(PACKAGE_ROOT), str(theirs.fileno()), json.dumps(list(preload))],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, cwd=home, env=dict(env),
-                pass_fds=(theirs.fileno(),), preexec_fn=_die_with_parent())
+                pass_fds=(theirs.fileno(),), preexec_fn=_parent_death_signal())
         finally:
             theirs.close()
             log.close()
@@ -193,8 +196,6 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        import shutil
-
         shutil.rmtree(self.home, ignore_errors=True)
 
 
@@ -203,7 +204,7 @@ _FAILED: Dict[Tuple[int, str, Tuple[str, ...]], str] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
-def server_for(python: str, preload: Sequence[str], make_env: Callable[[Path], Dict[str, str]]) -> Optional[ForkServer]:
+def server_for(python: str, preload: Sequence[str], make_env: Callable[[], Dict[str, str]]) -> Optional[ForkServer]:
     """This process's server for ``python`` with ``preload`` imported, started on first use; ``None`` when
     disabled or when it cannot start (the caller then starts a fresh Python, as without a server)."""
     if not enabled():
@@ -221,11 +222,9 @@ def server_for(python: str, preload: Sequence[str], make_env: Callable[[Path], D
             return None
         home = tempfile.mkdtemp(prefix="hwforkserver-")
         try:
-            server = ForkServer(python, preload, make_env(Path(home)), home)
+            server = ForkServer(python, preload, make_env(), home)  # home: its working directory
         except (ForkServerError, OSError) as error:
             _FAILED[key] = str(error)
-            import shutil
-
             shutil.rmtree(home, ignore_errors=True)
             return None
         _SERVERS[key] = server
@@ -241,16 +240,6 @@ def close_all() -> None:
     with _REGISTRY_LOCK:
         while _SERVERS:
             _SERVERS.popitem()[1].close()
-
-
-def _die_with_parent() -> Callable[[], None]:
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return lambda: None
-    return lambda: prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 import atexit  # noqa: E402  (registered after the registry it empties)
@@ -450,7 +439,9 @@ def serve(fd: int, preload: List[str], base_path: List[str]) -> int:
     except Exception as error:
         server.send(json.dumps({"error": f"warm-up failed: {error}"[:1000]}).encode())
         return 1
-    die_with_server = _die_with_parent()
+    from assignkit.grading.runner import _parent_death_signal
+
+    die_with_server = _parent_death_signal()
     server.send(json.dumps({"ready": True}).encode())
     children: Dict[int, bool] = {}  # pid -> its end was reported (it waits, a zombie, for the grader's reap)
     while True:

@@ -617,7 +617,7 @@ class _Child:
                 kill(self.process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        if isinstance(self.process, ForkedChild):
+        if forked:
             cpu = self.process.wait()
             self.process.stdin.close()
         else:
@@ -631,12 +631,11 @@ class _Child:
         return cpu
 
 
-def _server_env(home: Path) -> Dict[str, str]:
+def _server_env() -> Dict[str, str]:
     """A fork server's environment: a child's (:func:`_child_env`) whose folders are ``/proc/self/cwd``, which is
-    the server's own folder ``home`` (its working directory) while it imports, and each forked child's working
-    folder afterwards. Whatever a library works out from them and keeps (dill's temporary folder, matplotlib's
-    font folders) then names the child's own folder, as in a fresh Python."""
-    assert home.is_dir()
+    the server's own folder (its working directory) while it imports, and each forked child's working folder
+    afterwards. Whatever a library works out from them and keeps (dill's temporary folder, matplotlib's font
+    folders) then names the child's own folder, as in a fresh Python."""
     return _child_env(Path("/proc/self/cwd"), {})
 
 
